@@ -1,0 +1,190 @@
+"""Configuration: a TOML file read with tomllib, every key with a default, secrets from the environment.
+
+A key ending in `_env` names the environment variable that holds a secret; the secret itself
+never sits in the file, in a log or in an error message.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connector.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "orderbridge.toml"
+PLATFORMS = ("shopify", "woocommerce", "csv")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any, key: str = "duration") -> float:
+    """'500ms', '10s', '15m', '2h', '14d' (or a plain number of seconds) → seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ConfigError(f"{key}: {value!r} is not a duration (use 500ms, 10s, 15m, 2h or 14d)")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+
+def secret(env_name: str | None) -> str | None:
+    """The secret held in the environment variable `env_name` (None when unset or empty)."""
+    if not env_name:
+        return None
+    return os.environ.get(env_name) or None
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    url: str = "http://127.0.0.1:8080/api/v1"
+    api_key_env: str = "ORDERBRIDGE_API_KEY"
+    batch_size: int = 1000
+    timeout: float = 60.0
+
+    @property
+    def api_key(self) -> str | None:
+        return secret(self.api_key_env)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    flush_every: float = 10.0
+    poll_every: float = 900.0
+    lease: float = 60.0
+    # Seconds to wait before attempt n+1 of an order version (the last value repeats).
+    retry_schedule: tuple[float, ...] = (30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+    max_attempts: int = 30
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    name: str
+    platform: str
+    order_id_prefix: str = ""
+    webhook_secret_env: str | None = None
+    status_map: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)   # platform-specific keys, as written
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return secret(self.webhook_secret_env)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def secret_of(self, key: str) -> str | None:
+        """The secret named by `<key>_env` in this shop's section."""
+        return secret(self.options.get(f"{key}_env"))
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    database: str = "sqlite:///var/backend.db"
+    api_keys_env: str = "ORDERBRIDGE_API_KEY"
+    max_body: int = 32 * 1024 * 1024
+    rate_limit: float = 200.0            # requests per second per API key; 0 turns it off
+    organisation_name: str = "orderbridge"
+    user_email: str = "admin@localhost"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api_keys(self) -> list[str]:
+        raw = secret(self.api_keys_env) or ""
+        return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+@dataclass(frozen=True)
+class Config:
+    database: str = "sqlite:///var/connector.db"
+    target: TargetConfig = TargetConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    backend: BackendConfig = BackendConfig()
+    shops: tuple[ShopConfig, ...] = ()
+    path: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def shop(self, name: str) -> ShopConfig:
+        for s in self.shops:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.shops) or "none configured"
+        raise ConfigError(f"no shop named {name!r} in the config (shops: {known})")
+
+    def find_shop(self, name: str) -> ShopConfig | None:
+        return next((s for s in self.shops if s.name == name), None)
+
+
+def _section(raw: dict, name: str) -> dict:
+    sec = raw.get(name, {})
+    if not isinstance(sec, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return sec
+
+
+def _known(sec: dict, cls, name: str, durations: tuple[str, ...] = ()) -> dict:
+    names = {f for f in cls.__dataclass_fields__ if f != "options"}
+    out = {}
+    for k, v in sec.items():
+        if k in durations:
+            out[k] = parse_duration(v, f"[{name}] {k}")
+        elif k in names:
+            out[k] = v
+    return out
+
+
+def _shop(entry: dict, i: int) -> ShopConfig:
+    name, platform = entry.get("name"), entry.get("platform")
+    if not name or not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise ConfigError(f"[[shops]] #{i + 1}: name is required (letters, digits, _ . -)")
+    if platform not in PLATFORMS:
+        raise ConfigError(f"[[shops]] {name}: platform must be one of {', '.join(PLATFORMS)}; got {platform!r}")
+    status_map = entry.get("status_map", {})
+    if not isinstance(status_map, dict):
+        raise ConfigError(f"[[shops]] {name}: status_map must be a table")
+    options = {k: v for k, v in entry.items() if k not in ("name", "platform", "order_id_prefix", "webhook_secret_env", "status_map")}
+    return ShopConfig(name=name, platform=platform, order_id_prefix=str(entry.get("order_id_prefix", "")),
+                      webhook_secret_env=entry.get("webhook_secret_env"), status_map=dict(status_map), options=options)
+
+
+def from_dict(raw: dict, path: Path | None = None) -> Config:
+    """Build a Config from parsed TOML (also used by tests)."""
+    conn = _section(raw, "connector")
+    target = TargetConfig(**_known(_section(raw, "target"), TargetConfig, "target", ("timeout",)))
+    dsec = _section(raw, "daemon")
+    dkw = _known(dsec, DaemonConfig, "daemon", ("flush_every", "poll_every", "lease"))
+    if "retry_schedule" in dkw:
+        dkw["retry_schedule"] = tuple(parse_duration(v, "[daemon] retry_schedule") for v in dkw["retry_schedule"])
+    bsec = _section(raw, "backend")
+    bkw = _known(bsec, BackendConfig, "backend")
+    bkw["options"] = {k: v for k, v in bsec.items() if k not in bkw}
+    shops = raw.get("shops", [])
+    if not isinstance(shops, list):
+        raise ConfigError("shops must be written as [[shops]] tables")
+    parsed = tuple(_shop(s, i) for i, s in enumerate(shops))
+    names = [s.name for s in parsed]
+    if len(set(names)) != len(names):
+        raise ConfigError("[[shops]]: two shops share a name")
+    if not 1 <= int(target.batch_size) <= 1000:
+        raise ConfigError("[target] batch_size must be between 1 and 1000")
+    return Config(database=conn.get("database", Config.database), target=target, daemon=DaemonConfig(**dkw),
+                  backend=BackendConfig(**bkw), shops=parsed, path=path, raw=raw)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read the config file given, else ./orderbridge.toml if present, else the built-in defaults."""
+    if path is None:
+        if not Path(DEFAULT_CONFIG_FILE).exists():
+            return from_dict({})
+        path = DEFAULT_CONFIG_FILE
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    return from_dict(raw, p)

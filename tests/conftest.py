@@ -1,0 +1,47 @@
+"""Shared test fixtures: paths to the copied platform payloads and the optional PostgreSQL URL."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PG_URL_ENV = "ORDERBRIDGE_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+def load_fixture(rel: str) -> bytes:
+    return (FIXTURES / rel).read_bytes()
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL with a fresh schema for this test; skips when none is configured."""
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    import sqlalchemy as sa
+    schema = "t_" + uuid.uuid4().hex[:10]
+    base = url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    eng = sa.create_engine(base)
+    with eng.begin() as c:
+        c.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with eng.begin() as c:
+        c.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """Each storage test runs on SQLite and, when configured, on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/test.db"
+    return request.getfixturevalue("pg_url")

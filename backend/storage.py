@@ -1,7 +1,9 @@
 """The backend's tables: contacts, orders (full JSON plus indexed columns) and events.
 
-Other backend modules (workflows, reports, UI) add their own tables in their own modules and
-register them in `BACKEND_TABLES` through `all_tables()`; the schema is created on start.
+Other backend modules (workflows, reports, UI) define their own tables in their own modules, each
+with a `TABLES` tuple, and list that module in `backend.db.TABLE_MODULES`; the schema is created on
+start (`backend.db.init_schema`).
+Datetimes are timezone-aware (sqlmodel stores them in UTC and gives them back in UTC).
 """
 from __future__ import annotations
 
@@ -73,3 +75,4 @@ class Event(SQLModel, table=True):
 
 
 CORE_TABLES = (Contact, StoredOrder, Event)
+TABLES = CORE_TABLES   # read by backend.db.all_tables()

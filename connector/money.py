@@ -45,9 +45,15 @@ def to_decimal(value) -> Decimal:
     return d
 
 
+_QUANTUM: dict[str, Decimal] = {}
+
+
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's minor unit, half up (as shops and tax authorities do)."""
-    return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_UP)
+    q = _QUANTUM.get(currency)
+    if q is None:
+        q = _QUANTUM[currency] = Decimal(1).scaleb(-minor_unit(currency))
+    return amount.quantize(q, rounding=ROUND_HALF_UP)
 
 
 def to_json_number(d: Decimal) -> int | float:

@@ -1,0 +1,190 @@
+"""The backend's HTTP API under /api/v1: Yespo's add-orders, account info and contact delete, plus our reads."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import func, select, update
+
+from backend import contacts, intake
+from backend.auth import protect
+from backend.db import get_engine, iso, write_transaction
+from backend.errors import ApiError
+from backend.storage import Contact, Event, StoredOrder
+from connector.format import parse_date
+
+bp = protect(Blueprint("api", __name__, url_prefix="/api/v1"))
+ORDERS, EVENTS, CONTACTS = StoredOrder.__table__, Event.__table__, Contact.__table__
+MAX_LIMIT, DEFAULT_LIMIT = 1000, 100
+
+
+# ---- Yespo-compatible ----------------------------------------------------------------------
+
+@bp.post("/orders")
+def post_orders():
+    raw_orders = intake.parse_body(request.get_data(cache=False))
+    versions, failed = intake.validate(raw_orders)
+    if versions:
+        intake.ingest(get_engine(), versions)
+    return jsonify({"failedOrders": failed})
+
+
+@bp.get("/account/info")
+def account_info():
+    cfg = current_app.config["ORDERBRIDGE"].backend
+    return jsonify({"userEmail": cfg.user_email, "organisationName": cfg.organisation_name})
+
+
+@bp.delete("/contact")
+def delete_contact():
+    """Delete a contact by externalCustomerId; with erase=true, erase its personal data everywhere.
+
+    erase=true: the contact's identifiers and names are blanked (the row stays, anonymous, so
+    reports keep their counts), and so are its orders' personal fields and its events' personal
+    params. Without it: the contact record is deleted and its orders unlinked (a later order
+    matches afresh); orders and the event history are kept as they are.
+    """
+    ext = (request.args.get("externalCustomerId") or "").strip()
+    if not ext:
+        raise ApiError(400, "externalCustomerId is required")
+    erase = (request.args.get("erase") or "false").lower() == "true"
+    with write_transaction(get_engine()) as conn:
+        row = contacts.find_by_external_id(conn, ext)
+        if row is None:
+            raise ApiError(404, f"no contact with externalCustomerId {ext!r}")
+        now = datetime.now(timezone.utc)
+        summary = _erase(conn, row.id, now) if erase else _unlink(conn, row.id, now)
+    return jsonify({"contactId": row.id, "erased": erase, **summary})
+
+
+_ORDER_PERSONAL = ("externalCustomerId", "email", "phone", "firstName", "lastName", "deliveryAddress")
+_EVENT_PERSONAL = ("externalCustomerId", "email", "EmailAddress", "phone", "SMS")
+
+
+def _erase(conn, contact_id: int, now: datetime) -> dict:
+    contacts.erase_personal(conn, contact_id, now)
+    orders = conn.execute(select(ORDERS.c.id, ORDERS.c.payload).where(ORDERS.c.contact_id == contact_id)).all()
+    for o in orders:
+        wire = {k: v for k, v in json.loads(o.payload).items() if k not in _ORDER_PERSONAL}
+        payload, digest = intake.canonical(wire)
+        conn.execute(update(ORDERS).where(ORDERS.c.id == o.id).values(payload=payload, content_hash=digest, updated_at=now))
+    events = conn.execute(select(EVENTS.c.id, EVENTS.c.params).where(EVENTS.c.contact_id == contact_id)).all()
+    for e in events:
+        params = {k: v for k, v in json.loads(e.params).items() if k not in _EVENT_PERSONAL}
+        conn.execute(update(EVENTS).where(EVENTS.c.id == e.id).values(params=json.dumps(params)))
+    return {"orders": len(orders), "events": len(events)}
+
+
+def _unlink(conn, contact_id: int, now: datetime) -> dict:
+    n = conn.execute(update(ORDERS).where(ORDERS.c.contact_id == contact_id).values(contact_id=None, updated_at=now)).rowcount
+    conn.execute(CONTACTS.delete().where(CONTACTS.c.id == contact_id))
+    return {"orders": n, "events": 0}
+
+
+# ---- our read extensions -------------------------------------------------------------------
+
+def _cursor_out(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def _page() -> tuple[int, int]:
+    """(?limit, id after ?cursor) with 400s that say what is wrong."""
+    raw = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {raw[:20]!r}")
+    cursor = request.args.get("cursor")
+    if not cursor:
+        return int(raw), 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("id:"):
+            raise ValueError
+        return int(raw), int(text[3:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "cursor: not a cursor this API gave out (use the `next` value of a list)") from None
+
+
+def _listing(q, table, name: str, to_json):
+    limit, after = _page()
+    with get_engine().connect() as conn:
+        rows = conn.execute(q.where(table.c.id > after).order_by(table.c.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify({name: [to_json(r) for r in rows], "next": _cursor_out(rows[-1].id) if more else None})
+
+
+def _int_arg(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ApiError(400, f"{name}: expected a whole number; got {raw[:20]!r}")
+    return int(raw)
+
+
+def _order_json(r) -> dict:
+    return {**json.loads(r.payload), "id": r.id, "contactId": r.contact_id}
+
+
+@bp.get("/orders")
+def list_orders():
+    q = select(ORDERS.c.id, ORDERS.c.contact_id, ORDERS.c.payload)
+    if status := request.args.get("status"):
+        q = q.where(ORDERS.c.status == status.upper())
+    if (cid := _int_arg("contactId")) is not None:
+        q = q.where(ORDERS.c.contact_id == cid)
+    return _listing(q, ORDERS, "orders", _order_json)
+
+
+@bp.get("/orders/<path:external_order_id>")
+def get_order(external_order_id: str):
+    """The stored order exactly as an add-orders object; our ids travel in headers."""
+    with get_engine().connect() as conn:
+        r = conn.execute(select(ORDERS.c.id, ORDERS.c.contact_id, ORDERS.c.payload)
+                         .where(ORDERS.c.external_order_id == external_order_id)).first()
+    if r is None:
+        raise ApiError(404, f"no order with externalOrderId {external_order_id!r}")
+    resp = Response(r.payload, mimetype="application/json")
+    resp.headers["X-Order-Id"] = str(r.id)
+    if r.contact_id is not None:
+        resp.headers["X-Contact-Id"] = str(r.contact_id)
+    return resp
+
+
+def event_json(r) -> dict:
+    return {"id": r.id, "type": r.type, "key": r.key, "contactId": r.contact_id, "orderId": r.order_id,
+            "params": json.loads(r.params), "createdAt": iso(r.created_at)}
+
+
+@bp.get("/events")
+def list_events():
+    q = select(EVENTS)
+    if t := request.args.get("type"):
+        q = q.where(EVENTS.c.type == t)
+    if k := request.args.get("key"):
+        q = q.where(EVENTS.c.key == k)
+    if (cid := _int_arg("contactId")) is not None:
+        q = q.where(EVENTS.c.contact_id == cid)
+    if since := request.args.get("since"):
+        try:
+            q = q.where(EVENTS.c.created_at >= parse_date(since, naive_as_utc=True))
+        except ValueError as e:
+            raise ApiError(400, f"since: {e}") from None
+    return _listing(q, EVENTS, "events", event_json)
+
+
+@bp.get("/contacts/<int:contact_id>")
+def get_contact(contact_id: int):
+    with get_engine().connect() as conn:
+        c = contacts.get(conn, contact_id)
+        if c is None:
+            raise ApiError(404, f"no contact with id {contact_id}")
+        count, last = conn.execute(select(func.count(), func.max(ORDERS.c.date))
+                                   .where(ORDERS.c.contact_id == contact_id)).one()
+    return jsonify({"id": c.id, "externalCustomerId": c.external_customer_id, "email": c.email,
+                    "phone": c.phone, "firstName": c.first_name, "lastName": c.last_name,
+                    "createdAt": iso(c.created_at), "updatedAt": iso(c.updated_at), "erasedAt": iso(c.erased_at),
+                    "ordersInfo": {"count": count, "lastDate": iso(last)}})

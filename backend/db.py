@@ -1,0 +1,154 @@
+"""The backend's database engine (SQLite in WAL mode, or PostgreSQL) and its schema creation."""
+from __future__ import annotations
+
+import importlib
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from operator import itemgetter
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+# Modules that own backend tables, in creation order; each exposes `TABLES` (sqlmodel classes).
+# An explicit registry: a new area of the backend adds its module here with a one-line edit.
+TABLE_MODULES: list[str] = ["backend.storage", "backend.segments", "backend.workflows.storage"]
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def _sqlite_connect(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin): pysqlite's own implicit BEGIN
+    # comes too late (only before DML) to take the write lock before our reads.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")   # durable across process crashes in WAL mode
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A write transaction that reads first must take the write lock up front: in WAL mode a
+    # read transaction that later writes fails at once (SQLITE_BUSY_SNAPSHOT) if another
+    # writer committed meanwhile, without waiting on busy_timeout.
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the backend database; creates the folder of a SQLite file."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first read."""
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        yield conn
+
+
+def all_tables() -> list:
+    """Every backend table, from the modules in TABLE_MODULES."""
+    out = []
+    for name in TABLE_MODULES:
+        out += [m.__table__ for m in importlib.import_module(name).TABLES]
+    return out
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the missing backend tables (idempotent; additive only, see README "Migrations")."""
+    SQLModel.metadata.create_all(engine, tables=all_tables())
+
+
+def iso(dt: datetime | None) -> str | None:
+    """A stored datetime as ISO 8601 with its UTC offset, as the API shows it.
+
+    sqlmodel's datetime columns take aware datetimes and give them back in UTC, on SQLite too.
+    """
+    if dt is None:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).isoformat()
+
+
+def get_engine() -> Engine:
+    """The engine of the current Flask app (set by create_app)."""
+    from flask import current_app
+    return current_app.extensions["orderbridge.engine"]
+
+
+def _bind_processor(column, dialect):
+    # dialect_impl: the type as this dialect stores it (e.g. SQLite's DATETIME text format).
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
+
+
+def insert_rows(conn: Connection, table, rows: list[dict], const: dict | None = None) -> None:
+    """INSERT `rows` (all with the same keys) plus the same `const` values in each, in one DBAPI executemany.
+
+    Values are converted by their column type's own bind processor for this dialect, as
+    SQLAlchemy would; its per-row parameter machinery, measured, cost more than SQLite's own
+    work on 1000-row batches (bench/ingest.py --profile), so the rows go to the driver directly.
+    """
+    if not rows:
+        return
+    const = const or {}
+    dialect = conn.dialect
+    keys, tail = list(rows[0]), tuple(_bound(table.c[k], v, dialect) for k, v in const.items())
+    prep = dialect.identifier_preparer
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    cols = ", ".join(prep.quote(c) for c in keys + list(const))
+    sql = f"INSERT INTO {prep.format_table(table)} ({cols}) VALUES ({', '.join([mark] * (len(keys) + len(const)))})"
+    get = itemgetter(*keys) if len(keys) > 1 else (lambda r, k=keys[0]: (r[k],))
+    procs = [(i, p) for i, k in enumerate(keys) if (p := _bind_processor(table.c[k], dialect))]
+    if not procs:
+        params = [get(r) + tail for r in rows]
+    else:
+        params = []
+        for r in rows:
+            v = list(get(r))
+            for i, p in procs:
+                if v[i] is not None:
+                    v[i] = p(v[i])
+            params.append(tuple(v) + tail)
+    conn.exec_driver_sql(sql, params)
+
+
+def _bound(column, value, dialect):
+    p = _bind_processor(column, dialect)
+    return p(value) if p and value is not None else value
+
+
+def insert_many(conn: Connection, table, rows: list[dict], const: dict | None = None) -> list[int]:
+    """Insert rows in one batch and return their new ids, in the order of `rows`.
+
+    PostgreSQL returns them in order from a batched INSERT ... RETURNING. SQLite cannot promise
+    RETURNING order for a batch (SQLAlchemy then falls back to one statement per row, ~10x slower),
+    so there the ids are given explicitly, after the largest: safe because every writer holds
+    SQLite's single write lock for its whole transaction, and the ids are what SQLite would pick.
+    """
+    if not rows:
+        return []
+    if conn.dialect.name != "sqlite":
+        rows = [{**r, **(const or {})} for r in rows]
+        return conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    start = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    ids = list(range(start + 1, start + 1 + len(rows)))
+    insert_rows(conn, table, [{"id": i, **r} for r, i in zip(rows, ids)], const)
+    return ids

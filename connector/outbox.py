@@ -1,20 +1,22 @@
-"""Putting order versions into the outbox: deduplicated by content hash, older versions refused.
+"""The outbox: order versions in (deduplicated by hash, older versions refused), claimed, settled, repaired.
 
 `enqueue` works inside the caller's transaction, so a poller can advance its cursor in the same
 commit that enqueues what it read (DESIGN.md section 2: nothing is lost).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connector.format import Order, canonical_json, content_hash, order_to_wire
-from connector.store import FAILED, PENDING, OrderHead, OutboxRow, utcnow
+from connector.format import Order, canonical_json, order_to_wire
+from connector.retry import next_attempt_at
+from connector.store import FAILED, IN_FLIGHT, PENDING, SENT, OrderHead, OutboxRow, utcnow
 
 _HEADS = OrderHead.__table__
 _OUTBOX = OutboxRow.__table__
@@ -69,6 +71,11 @@ def enqueue(session: Session, versions: Iterable[Version]) -> EnqueueResult:
     return result
 
 
+def _hash_text(text: str) -> str:
+    # content_hash(wire) is sha256 of canonical_json(wire): the text is already at hand here.
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
     keys = {(v.shop, str(v.wire["externalOrderId"])) for v in batch}
     heads = {}
@@ -77,10 +84,11 @@ def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
         rows = session.execute(select(_HEADS.c.external_order_id, _HEADS.c.content_hash, _HEADS.c.source_updated_at)
                                .where(_HEADS.c.shop == shop, _HEADS.c.external_order_id.in_(ids)))
         heads.update({(shop, r[0]): (r[1], _aware(r[2]), True) for r in rows})
-    result, now, new_heads = EnqueueResult(), utcnow(), {}
+    result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
         key = (v.shop, str(v.wire["externalOrderId"]))
-        h = content_hash(v.wire)
+        text = canonical_json(v.wire)
+        h = _hash_text(text)
         old = new_heads.get(key) or heads.get(key)
         if old and old[0] == h:
             result.unchanged += 1
@@ -88,13 +96,14 @@ def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
         if old and old[1] and v.source_updated_at and _aware(v.source_updated_at) < old[1]:
             result.stale += 1
             continue
-        new_id = session.execute(insert(_OUTBOX).values(
-            shop=v.shop, external_order_id=key[1], payload=canonical_json(v.wire), content_hash=h,
-            source=v.source, state=PENDING, attempts=0, next_attempt_at=now, created_at=now, updated_at=now,
-        )).inserted_primary_key[0]
-        result.enqueued += 1
-        result.ids.append(new_id)
-        new_heads[key] = (h, _aware(v.source_updated_at) or (old[1] if old else None), new_id)
+        rows.append(dict(shop=v.shop, external_order_id=key[1], payload=text, content_hash=h, source=v.source,
+                         state=PENDING, attempts=0, next_attempt_at=now, created_at=now, updated_at=now))
+        new_heads[key] = (h, _aware(v.source_updated_at) or (old[1] if old else None), len(rows) - 1)
+    if rows:
+        # One multi-row INSERT ... RETURNING (in parameter order) instead of a statement per row.
+        ids = list(session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), rows).scalars())
+        result.enqueued, result.ids = len(ids), ids
+        new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
 
@@ -119,3 +128,204 @@ def enqueue_failed(session: Session, shop: str, external_order_id: str, payload,
         shop=shop, external_order_id=str(external_order_id), payload=text, content_hash="", source=source,
         state=FAILED, attempts=0, next_attempt_at=now, last_error=error, created_at=now, updated_at=now,
     )).inserted_primary_key[0]
+
+
+# ---- the queue side: claim, outcomes, leases, repair ------------------------------------------
+# Every function below takes `now` (time is passed in) and works inside the caller's transaction.
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row claimed for one push, as RETURNING gave it."""
+
+    id: int
+    shop: str
+    external_order_id: str
+    payload: str
+    attempts: int       # including the attempt this claim starts
+
+
+def _due_ids(session: Session, now: datetime, limit: int):
+    """Due rows, oldest first, and only the oldest open version of each order.
+
+    A version is due only when no older version of the same order is pending or in flight, so a
+    batch never holds two versions of one order and versions go out in the order they came in.
+    """
+    older = _OUTBOX.alias("older")
+    older_open = (select(older.c.id).where(older.c.external_order_id == _OUTBOX.c.external_order_id,
+                                           older.c.id < _OUTBOX.c.id, older.c.state.in_((PENDING, IN_FLIGHT)))
+                  .exists())
+    q = (select(_OUTBOX.c.id).where(_OUTBOX.c.state == PENDING, _OUTBOX.c.next_attempt_at <= now, ~older_open)
+         .order_by(_OUTBOX.c.next_attempt_at, _OUTBOX.c.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        # SQLite has no row locks (SQLAlchemy silently drops the clause there); it serialises writers instead.
+        q = q.with_for_update(skip_locked=True)
+    return q
+
+
+def claim(session: Session, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[Claimed]:
+    """Claim up to `limit` due rows for `owner` in ONE atomic UPDATE ... RETURNING; commit at once."""
+    stmt = (update(_OUTBOX).where(_OUTBOX.c.id.in_(_due_ids(session, now, limit).scalar_subquery()))
+            .values(state=IN_FLIGHT, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=_OUTBOX.c.attempts + 1, updated_at=now)
+            .returning(_OUTBOX.c.id, _OUTBOX.c.shop, _OUTBOX.c.external_order_id, _OUTBOX.c.payload, _OUTBOX.c.attempts))
+    rows = [Claimed(*r) for r in session.execute(stmt)]
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+def _mine(ids: Sequence[int], owner: str):
+    # Outcomes only land on rows this owner still holds: a lease that expired was swept and may
+    # belong to someone else now.
+    return (_OUTBOX.c.id.in_(list(ids)), _OUTBOX.c.lease_owner == owner, _OUTBOX.c.state == IN_FLIGHT)
+
+
+def renew(session: Session, ids: Sequence[int], owner: str, lease_seconds: float, now: datetime) -> int:
+    """Extend the lease of rows still held (before a slow request)."""
+    if not ids:
+        return 0
+    return session.execute(update(_OUTBOX).where(*_mine(ids, owner))
+                           .values(lease_until=now + timedelta(seconds=lease_seconds))).rowcount
+
+
+def mark_sent(session: Session, ids: Sequence[int], owner: str, now: datetime) -> int:
+    if not ids:
+        return 0
+    return session.execute(update(_OUTBOX).where(*_mine(ids, owner)).values(
+        state=SENT, sent_at=now, updated_at=now, lease_owner=None, lease_until=None, last_error=None)).rowcount
+
+
+def mark_failed(session: Session, errors: dict[int, str], owner: str, now: datetime) -> int:
+    """Fail rows for a data reason (listed in failedOrders, isolated by splitting): never retried."""
+    if not errors:
+        return 0
+    stmt = (update(_OUTBOX).where(_OUTBOX.c.id == bindparam("k_id"), _OUTBOX.c.lease_owner == owner,
+                                  _OUTBOX.c.state == IN_FLIGHT)
+            .values(state=FAILED, last_error=bindparam("k_error"), updated_at=now, lease_owner=None, lease_until=None))
+    return session.execute(stmt, [{"k_id": i, "k_error": e[:4000]} for i, e in errors.items()]).rowcount
+
+
+def mark_retry(session: Session, rows: Sequence[Claimed], owner: str, now: datetime, error: str, *,
+               schedule: Sequence[float], max_attempts: int, retry_after: float | None = None) -> tuple[int, int]:
+    """The target was busy or down: back to pending on the schedule, or failed after max_attempts."""
+    give_up = [r.id for r in rows if r.attempts >= max_attempts]
+    by_attempts: dict[int, list[int]] = {}
+    for r in rows:
+        if r.attempts < max_attempts:
+            by_attempts.setdefault(r.attempts, []).append(r.id)
+    for attempts, ids in by_attempts.items():
+        session.execute(update(_OUTBOX).where(*_mine(ids, owner)).values(
+            state=PENDING, next_attempt_at=next_attempt_at(attempts, now, schedule, retry_after),
+            last_error=error[:4000], updated_at=now, lease_owner=None, lease_until=None))
+    if give_up:
+        session.execute(update(_OUTBOX).where(*_mine(give_up, owner)).values(
+            state=FAILED, last_error=f"gave up after {max_attempts} attempts: {error}"[:4000], updated_at=now,
+            lease_owner=None, lease_until=None))
+    return len(rows) - len(give_up), len(give_up)
+
+
+def release(session: Session, ids: Sequence[int], owner: str, now: datetime, error: str | None = None,
+            *, delay: float = 0.0) -> int:
+    """Give claimed rows back untouched (credentials refused, shutting down): the attempt is not counted."""
+    if not ids:
+        return 0
+    values = dict(state=PENDING, attempts=_OUTBOX.c.attempts - 1, next_attempt_at=now + timedelta(seconds=delay),
+                  updated_at=now, lease_owner=None, lease_until=None)
+    if error is not None:
+        values["last_error"] = error[:4000]
+    return session.execute(update(_OUTBOX).where(*_mine(ids, owner)).values(**values)).rowcount
+
+
+def sweep_expired(session: Session, now: datetime, max_attempts: int) -> int:
+    """Rows whose lease ran out (their daemon died or hung) go back to pending, or fail after max_attempts.
+
+    The batch may have reached the target before the daemon died: re-sending it is safe because an
+    identical re-send is a no-op for the target.
+    """
+    expired = (_OUTBOX.c.state == IN_FLIGHT, _OUTBOX.c.lease_until < now)
+    failed = session.execute(update(_OUTBOX).where(*expired, _OUTBOX.c.attempts >= max_attempts).values(
+        state=FAILED, last_error=f"gave up after {max_attempts} attempts (the last lease expired)",
+        updated_at=now, lease_owner=None, lease_until=None)).rowcount
+    back = session.execute(update(_OUTBOX).where(*expired).values(
+        state=PENDING, next_attempt_at=now, updated_at=now, lease_owner=None, lease_until=None)).rowcount
+    return back + failed
+
+
+def release_owners(session: Session, owners: Iterable[str], now: datetime) -> int:
+    """Return the leases of owners known to be dead (a crashed daemon on this host) without waiting."""
+    owners = list(owners)
+    if not owners:
+        return 0
+    return session.execute(update(_OUTBOX).where(_OUTBOX.c.state == IN_FLIGHT, _OUTBOX.c.lease_owner.in_(owners))
+                           .values(state=PENDING, next_attempt_at=now, updated_at=now,
+                                   lease_owner=None, lease_until=None)).rowcount
+
+
+def lease_owners(session: Session) -> list[str]:
+    return [r[0] for r in session.execute(select(_OUTBOX.c.lease_owner).where(
+        _OUTBOX.c.state == IN_FLIGHT, _OUTBOX.c.lease_owner.is_not(None)).distinct())]
+
+
+def has_due(session: Session, now: datetime) -> bool:
+    return session.execute(_due_ids_plain(now).limit(1)).first() is not None
+
+
+def _due_ids_plain(now: datetime):
+    return select(_OUTBOX.c.id).where(_OUTBOX.c.state == PENDING, _OUTBOX.c.next_attempt_at <= now)
+
+
+# ---- repair and inspection -------------------------------------------------------------------
+
+@dataclass
+class RequeueResult:
+    requeued: list[int] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)   # a newer version of the order exists: not re-sent
+    not_failed: list[int] = field(default_factory=list)   # unknown ids or rows that are not failed
+
+
+def requeue(session: Session, ids: Sequence[int] | None, now: datetime) -> RequeueResult:
+    """Failed rows back to pending (after a fix). `ids=None` means every failed row."""
+    q = select(_OUTBOX.c.id, _OUTBOX.c.external_order_id, _OUTBOX.c.state)
+    q = q.where(_OUTBOX.c.state == FAILED) if ids is None else q.where(_OUTBOX.c.id.in_(list(ids)))
+    found = {r[0]: r for r in session.execute(q)}
+    result = RequeueResult(not_failed=[i for i in (ids or []) if i not in found or found[i][2] != FAILED])
+    for row_id, oid, state in sorted(found.values()):
+        if state != FAILED:
+            continue
+        newer = session.execute(select(_OUTBOX.c.id).where(
+            _OUTBOX.c.external_order_id == oid, _OUTBOX.c.id > row_id, _OUTBOX.c.state != FAILED).limit(1)).first()
+        (result.superseded if newer else result.requeued).append(row_id)
+    for part in range(0, len(result.requeued), _CHUNK):
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(result.requeued[part:part + _CHUNK])).values(
+            state=PENDING, attempts=0, next_attempt_at=now, updated_at=now, lease_owner=None, lease_until=None))
+    return result
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    counts: dict[str, int]
+    due: int
+    oldest_pending: datetime | None
+    next_retry: datetime | None
+    last_error: str | None
+
+
+def status(session: Session, now: datetime) -> OutboxStatus:
+    counts = {s: 0 for s in (PENDING, IN_FLIGHT, SENT, FAILED)}
+    for state, n in session.execute(select(_OUTBOX.c.state, func.count()).group_by(_OUTBOX.c.state)):
+        counts[state] = n
+    due = session.execute(select(func.count()).select_from(_due_ids_plain(now).subquery())).scalar_one()
+    oldest = session.execute(select(func.min(_OUTBOX.c.created_at)).where(_OUTBOX.c.state.in_((PENDING, IN_FLIGHT)))).scalar()
+    nxt = session.execute(select(func.min(_OUTBOX.c.next_attempt_at)).where(
+        _OUTBOX.c.state == PENDING, _OUTBOX.c.next_attempt_at > now)).scalar()
+    err = session.execute(select(_OUTBOX.c.last_error).where(_OUTBOX.c.last_error.is_not(None))
+                          .order_by(_OUTBOX.c.updated_at.desc()).limit(1)).scalar()
+    return OutboxStatus(counts, due, _aware(oldest), _aware(nxt), err)
+
+
+def failed_rows(session: Session, limit: int | None = None):
+    """Failed rows, oldest first: (id, shop, externalOrderId, attempts, last_error, updated_at)."""
+    q = (select(_OUTBOX.c.id, _OUTBOX.c.shop, _OUTBOX.c.external_order_id, _OUTBOX.c.attempts,
+                _OUTBOX.c.last_error, _OUTBOX.c.updated_at).where(_OUTBOX.c.state == FAILED).order_by(_OUTBOX.c.id))
+    if limit:
+        q = q.limit(limit)
+    return session.execute(q)

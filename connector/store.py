@@ -51,7 +51,7 @@ class OutboxRow(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_due", "state", "next_attempt_at", "id"),     # the claim scans this in order
         Index("ix_outbox_order", "external_order_id", "id"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)

@@ -1,0 +1,252 @@
+"""Flushing the outbox: claim due rows, push them in one request, settle each order's outcome.
+
+Outcomes per batch: accepted (each order sent, or failed when listed in failedOrders), already applied
+(sent), rejected as a whole (split in halves until the bad order is alone, then failed with the
+response text), target busy or down (back to pending on the retry schedule, the flush stops), and
+credentials refused (rows given back untouched, the flush stops). Every HTTP request leaves a
+push_attempts row.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Sequence
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from connector import outbox
+from connector.client import AddOrdersClient, AddOrdersResult, Attempt, BatchRejected, CredentialsRefused
+from connector.errors import RetriableAPIError
+from connector.store import PushAttempt, utcnow
+
+log = logging.getLogger(__name__)
+_ATTEMPTS = PushAttempt.__table__
+
+
+def new_owner() -> str:
+    """A lease owner id: host and pid (so a dead local owner can be recognised) plus a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def dead_local_owners(owners: Sequence[str], host: str | None = None) -> list[str]:
+    """Owners on this host whose process is gone: their leases can be returned without waiting."""
+    host = host or socket.gethostname()
+    dead = []
+    for owner in owners:
+        h, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if h == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            dead.append(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class FlushReport:
+    batches: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    unreachable: str | None = None      # the target was busy or down: the flush stopped
+    refused: str | None = None          # credentials refused / wrong URL: the flush stopped
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.unreachable or self.refused)
+
+    def __iadd__(self, other: "FlushReport") -> "FlushReport":
+        self.batches += other.batches
+        self.sent += other.sent
+        self.failed += other.failed
+        self.retried += other.retried
+        self.unreachable = other.unreachable or self.unreachable
+        self.refused = other.refused or self.refused
+        self.errors += other.errors
+        return self
+
+
+class Flusher:
+    """Pushes the outbox of one engine to one target. Holds no queue state: the database does."""
+
+    def __init__(self, engine: Engine, client: AddOrdersClient, *, batch_size: int = 1000, lease: float = 60.0,
+                 schedule: Sequence[float] = (30,), max_attempts: int = 30, owner: str | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.engine, self.client = engine, client
+        self.batch_size, self.lease = batch_size, lease
+        self.schedule, self.max_attempts = tuple(schedule), max_attempts
+        self.owner = owner or new_owner()
+        self.clock = clock
+        self._attempts: list[Attempt] = []
+        client.on_attempt = self._attempts.append
+
+    @classmethod
+    def from_config(cls, engine: Engine, config, client: AddOrdersClient | None = None, **kw) -> "Flusher":
+        d = config.daemon
+        return cls(engine, client or AddOrdersClient.from_config(config), batch_size=config.target.batch_size,
+                   lease=d.lease, schedule=d.retry_schedule, max_attempts=d.max_attempts, **kw)
+
+    def flush(self, stop: threading.Event | None = None, progress: Callable[[FlushReport], None] | None = None,
+              max_batches: int | None = None) -> FlushReport:
+        """Push batch after batch until nothing is due, the target stops us, or `stop` is set.
+
+        The next batch is claimed while the current one is on the wire, so the store's work hides
+        behind the target's; a prefetched batch that is not sent is given back at once.
+        """
+        total = FlushReport()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim") as prefetch:
+            rows = self._claim()
+            while rows:
+                if (stop is not None and stop.is_set()) or (max_batches is not None and total.batches >= max_batches):
+                    self._give_back(rows)
+                    break
+                upcoming = prefetch.submit(self._claim)
+                report = FlushReport(batches=1)
+                try:
+                    self._push(rows, report, batch_id=uuid.uuid4().hex[:16])
+                except BaseException:
+                    self._give_back(upcoming.result())   # the batch that failed waits for its lease
+                    raise
+                rows = upcoming.result()
+                total += report
+                if not rows and not report.stopped:
+                    # The prefetch ran while this batch was in flight: later versions of its orders
+                    # were not due yet. They may be now.
+                    rows = self._claim()
+                if progress is not None:
+                    progress(report)
+                if report.stopped:
+                    self._give_back(rows)
+                    break
+        return total
+
+    def flush_batch(self) -> FlushReport:
+        """Claim one batch and push it; a report with batches=0 means nothing was due."""
+        rows = self._claim()
+        if not rows:
+            return FlushReport()
+        report = FlushReport(batches=1)
+        self._push(rows, report, batch_id=uuid.uuid4().hex[:16])
+        return report
+
+    def _claim(self) -> list[outbox.Claimed]:
+        with Session(self.engine) as s:
+            rows = outbox.claim(s, self.owner, self.batch_size, self.lease, self.clock())
+            s.commit()
+        return rows
+
+    def _give_back(self, rows: list[outbox.Claimed]) -> None:
+        if rows:
+            with Session(self.engine) as s:
+                outbox.release(s, [r.id for r in rows], self.owner, self.clock())
+                s.commit()
+
+    def _push(self, rows: list[outbox.Claimed], report: FlushReport, batch_id: str) -> None:
+        queue = [rows]
+        claimed_at = time.monotonic()
+
+        def keep_lease() -> None:
+            nonlocal claimed_at
+            if time.monotonic() - claimed_at > self.lease / 3:
+                with Session(self.engine) as s:
+                    outbox.renew(s, [r.id for q in queue for r in q] + [r.id for r in part], self.owner,
+                                 self.lease, self.clock())
+                    s.commit()
+                claimed_at = time.monotonic()
+
+        while queue:
+            part = queue.pop(0)
+            try:
+                result = self.client.add_orders([r.payload for r in part], before_attempt=keep_lease)
+            except BatchRejected as e:
+                if len(part) == 1:
+                    self._settle(batch_id, report, failed={part[0].id: f"rejected by the target ({e.status}): {e.body[:1000]}"})
+                else:   # halve it: the good halves go through, the bad order ends up alone
+                    mid = len(part) // 2
+                    queue[0:0] = [part[:mid], part[mid:]]
+                    self._settle(batch_id, report)
+                continue
+            except RetriableAPIError as e:
+                rest = part + [r for q in queue for r in q]
+                self._settle(batch_id, report, retry=rest, error=str(e), retry_after=e.retry_after)
+                report.unreachable = str(e)
+                log.warning("flush paused: %s (%d orders rescheduled)", e, len(rest))
+                return
+            except CredentialsRefused as e:
+                rest = part + [r for q in queue for r in q]
+                self._settle(batch_id, report, release=rest, error=str(e))
+                report.refused = str(e)
+                log.error("flush stopped: %s; %d orders stay pending", e, len(rest))
+                return
+            self._settle_accepted(batch_id, report, part, result)
+
+    def _settle_accepted(self, batch_id: str, report: FlushReport, part: list[outbox.Claimed],
+                         result: AddOrdersResult) -> None:
+        by_oid = {r.external_order_id: r.id for r in part}
+        failed: dict[int, str] = {}
+        for f in result.failed:
+            row_id = by_oid.get(f.external_order_id) if f.external_order_id is not None else None
+            if row_id is None and len(part) == 1:
+                row_id = part[0].id
+            if row_id is None:
+                # Nothing is dropped silently: an unmatchable failure is logged and kept in push_attempts.
+                msg = f"failedOrders names an order not in the batch ({f.external_order_id!r}): {f.error}"
+                log.warning(msg)
+                report.errors.append(msg)
+                continue
+            failed[row_id] = f.error
+        sent = [r.id for r in part if r.id not in failed]
+        self._settle(batch_id, report, sent=sent, failed=failed)
+
+    def _settle(self, batch_id: str, report: FlushReport, *, sent: Sequence[int] = (), failed: dict[int, str] | None = None,
+                retry: Sequence[outbox.Claimed] = (), release: Sequence[outbox.Claimed] = (), error: str = "",
+                retry_after: float | None = None) -> None:
+        """Record outcomes and the HTTP attempts behind them in one transaction."""
+        now = self.clock()
+        with Session(self.engine) as s:
+            report.sent += outbox.mark_sent(s, sent, self.owner, now)
+            report.failed += outbox.mark_failed(s, failed or {}, self.owner, now)
+            if retry:
+                back, gave_up = outbox.mark_retry(s, retry, self.owner, now, error, schedule=self.schedule,
+                                                  max_attempts=self.max_attempts, retry_after=retry_after)
+                report.retried += back
+                report.failed += gave_up
+            if release:
+                outbox.release(s, [r.id for r in release], self.owner, now, error, delay=min(self.schedule or (0,)))
+            self._write_attempts(s, batch_id)
+            s.commit()
+
+    def _write_attempts(self, s: Session, batch_id: str) -> None:
+        if not self._attempts:
+            return
+        s.execute(insert(_ATTEMPTS), [dict(batch_id=batch_id, started_at=a.started_at, duration_ms=a.duration_ms,
+                                           orders=a.orders, status_code=a.status_code,
+                                           response_excerpt=a.response_excerpt, error=a.error) for a in self._attempts])
+        self._attempts.clear()
+
+
+def sweep(engine: Engine, now: datetime, max_attempts: int) -> int:
+    """Return expired leases, and the leases of dead daemons on this host, to pending."""
+    with Session(engine) as s:
+        n = outbox.release_owners(s, dead_local_owners(outbox.lease_owners(s)), now)
+        n += outbox.sweep_expired(s, now, max_attempts)
+        s.commit()
+    return n

@@ -1,0 +1,115 @@
+"""`orderbridge outbox`: inspect and repair the outbox (and the inbox's failed deliveries)."""
+from __future__ import annotations
+
+import sys
+
+HELP = "inspect and repair the outbox: status | failed | requeue ID...|--all-failed | inbox-failed | replay ID...|--all-failed"
+ACTIONS = ("status", "failed", "requeue", "inbox-failed", "replay")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("action", nargs="?", default="status", choices=ACTIONS,
+                   help="status (default): counts by state, oldest pending, last error; failed: each failed order "
+                        "with its error; requeue: failed orders back to pending; inbox-failed: webhook deliveries "
+                        "that could not be translated; replay: process such deliveries again")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox ids (requeue) or inbox ids (replay)")
+    p.add_argument("--all-failed", action="store_true", help="requeue/replay every failed one")
+    p.add_argument("--limit", type=int, default=None, help="list at most this many (failed, inbox-failed)")
+
+
+def run(args, config) -> int:
+    from connector.errors import InvalidInput
+    from connector.store import init_db, make_engine
+
+    if args.action in ("requeue", "replay") and not (args.ids or args.all_failed):
+        raise InvalidInput(f"outbox {args.action}: give ids, or --all-failed")
+    if args.action not in ("requeue", "replay") and (args.ids or args.all_failed):
+        raise InvalidInput(f"outbox {args.action}: takes no ids")
+    engine = make_engine(config.database)
+    init_db(engine)
+    try:
+        return {"status": status, "failed": failed, "requeue": requeue, "inbox-failed": inbox_failed,
+                "replay": replay}[args.action](engine, args, config)
+    finally:
+        engine.dispose()
+
+
+def _age(dt, now) -> str:
+    seconds = int((now - dt).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def status(engine, args, config) -> int:
+    from sqlalchemy.orm import Session
+
+    from connector import outbox
+    from connector.store import utcnow
+    now = utcnow()
+    with Session(engine) as s:
+        st = outbox.status(s, now)
+    c = st.counts
+    print(f"pending {c['pending']} (due now {st.due}), in flight {c['in_flight']}, sent {c['sent']}, failed {c['failed']}")
+    print(f"oldest pending: {_age(st.oldest_pending, now) + ' ago' if st.oldest_pending else 'none'}"
+          + (f"; next retry at {st.next_retry:%Y-%m-%d %H:%M:%S} UTC" if st.next_retry else ""))
+    print(f"last error: {st.last_error or 'none'}")
+    return 0
+
+
+def failed(engine, args, config) -> int:
+    from sqlalchemy.orm import Session
+
+    from connector import outbox
+    n = 0
+    with Session(engine) as s:
+        for row in outbox.failed_rows(s, args.limit):
+            n += 1
+            print(f"{row.id}\t{row.shop}\t{row.external_order_id}\tattempts {row.attempts}\t{row.last_error}")
+    print(f"{n} failed" + ("" if not n else "; fix the cause, then `orderbridge outbox requeue ID...` or --all-failed"),
+          file=sys.stderr)
+    return 0
+
+
+def requeue(engine, args, config) -> int:
+    from sqlalchemy.orm import Session
+
+    from connector import outbox
+    from connector.store import utcnow
+    with Session(engine) as s:
+        r = outbox.requeue(s, None if args.all_failed else args.ids, utcnow())
+        s.commit()
+    print(f"requeued {len(r.requeued)}")
+    if r.superseded:
+        print(f"not requeued, a newer version of the order exists: {' '.join(map(str, r.superseded))}")
+    if r.not_failed:
+        print(f"not failed (or unknown): {' '.join(map(str, r.not_failed))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def inbox_failed(engine, args, config) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from connector.store import INBOX_FAILED, InboxDelivery
+    t = InboxDelivery.__table__
+    q = select(t.c.id, t.c.platform, t.c.shop, t.c.topic, t.c.received_at, t.c.error).where(
+        t.c.state == INBOX_FAILED).order_by(t.c.id)
+    n = 0
+    with Session(engine) as s:
+        for row in s.execute(q.limit(args.limit) if args.limit else q):
+            n += 1
+            print(f"{row.id}\t{row.platform}/{row.shop}\t{row.topic}\t{row.received_at:%Y-%m-%d %H:%M:%S}\t{row.error}")
+    print(f"{n} failed deliveries" + ("" if not n else "; fix the cause, then `orderbridge outbox replay ID...` or --all-failed"),
+          file=sys.stderr)
+    return 0
+
+
+def replay(engine, args, config) -> int:
+    from daemon.jobs import Runtime, process_inbox, replay_inbox
+    n = replay_inbox(engine, None if args.all_failed else args.ids)
+    report = process_inbox(Runtime.create(config, engine))
+    print(f"replayed {n}: {report.done} done, {report.ignored} ignored, {report.failed} failed again")
+    return 0 if report.failed == 0 else 1

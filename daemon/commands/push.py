@@ -1,0 +1,39 @@
+"""`orderbridge push`: flush the outbox now, until nothing is due."""
+from __future__ import annotations
+
+HELP = "push the outbox to the target now, until nothing is due (with a progress bar)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def run(args, config) -> int:
+    import time
+
+    from sqlalchemy.orm import Session
+    from tqdm import tqdm
+
+    from connector import outbox
+    from connector.store import utcnow
+    from daemon.jobs import Runtime, flush, require_key, sweep_leases
+
+    require_key(config)
+    rt = Runtime.create(config)
+    try:
+        sweep_leases(rt)
+        with Session(rt.engine) as s:
+            due = outbox.status(s, utcnow()).due
+        t0 = time.perf_counter()
+        with tqdm(total=due, unit="order", disable=args.quiet or None, desc="push") as bar:
+            report = flush(rt, progress=lambda r: bar.update(r.sent + r.failed + r.retried))
+        elapsed = time.perf_counter() - t0
+        done = report.sent + report.failed
+        print(f"sent {report.sent}, failed {report.failed}, to retry {report.retried} "
+              f"in {elapsed:.1f} s ({done / elapsed if elapsed else 0:.0f} orders/s)")
+        if report.stopped:
+            print(f"stopped: {report.refused or report.unreachable}")
+            return 1
+        return 0
+    finally:
+        rt.engine.dispose()

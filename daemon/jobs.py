@@ -1,0 +1,201 @@
+"""The daemon's jobs: flush the outbox, process the inbox, sweep leases, poll shops.
+
+Each job runs once from a test, a CLI command or the scheduler, and keeps nothing in memory between
+runs: the database is the only source of truth. `Runtime` holds resources only (engine, HTTP client).
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from connector.client import AddOrdersClient
+from connector.flush import FlushReport, Flusher, sweep
+from connector.inbox import mark
+from connector.store import INBOX_DONE, INBOX_FAILED, INBOX_IGNORED, INBOX_NEW, InboxDelivery, init_db, make_engine, utcnow
+
+log = logging.getLogger(__name__)
+_INBOX = InboxDelivery.__table__
+
+
+@dataclass
+class Runtime:
+    """What the jobs share: the config, one engine, one flusher, and the stop signal."""
+
+    config: object
+    engine: Engine
+    flusher: Flusher
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def create(cls, config, engine: Engine | None = None, client: AddOrdersClient | None = None) -> "Runtime":
+        if engine is None:
+            engine = make_engine(config.database)
+        init_db(engine)
+        return cls(config, engine, Flusher.from_config(engine, config, client))
+
+
+def require_key(config) -> None:
+    """Pushing without a key can only be refused: say so before starting."""
+    from connector.errors import ConfigError
+    if not config.target.api_key:
+        raise ConfigError(f"no API key for the target: set the environment variable {config.target.api_key_env}")
+
+
+# ---- flush and sweep -------------------------------------------------------------------------
+
+def flush(rt: Runtime, progress=None) -> FlushReport:
+    """Push until nothing is due, the target stops us, or the daemon is asked to stop."""
+    report = rt.flusher.flush(stop=rt.stop, progress=progress)
+    if report.batches:
+        log.info("flush: %d sent, %d failed, %d rescheduled in %d batches", report.sent, report.failed,
+                 report.retried, report.batches)
+    return report
+
+
+def sweep_leases(rt: Runtime) -> int:
+    n = sweep(rt.engine, utcnow(), rt.config.daemon.max_attempts)
+    if n:
+        log.info("sweep: %d orders whose lease expired (or whose daemon died) are pending again", n)
+    return n
+
+
+# ---- inbox ---------------------------------------------------------------------------------
+
+@dataclass
+class InboxReport:
+    done: int = 0
+    ignored: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.done + self.ignored + self.failed
+
+
+def _next_new(session: Session) -> int | None:
+    q = select(_INBOX.c.id).where(_INBOX.c.state == INBOX_NEW).order_by(_INBOX.c.id).limit(1)
+    if session.get_bind().dialect.name == "postgresql":
+        # The row stays locked while it is processed; other daemons skip it. (SQLite: one daemon per store.)
+        q = q.with_for_update(skip_locked=True)
+    return session.execute(q).scalar()
+
+
+def process_inbox(rt: Runtime, limit: int | None = None) -> InboxReport:
+    """Translate new deliveries, oldest first, one transaction each; stops when none is left."""
+    report = InboxReport()
+    while not rt.stop.is_set() and (limit is None or report.total < limit):
+        outcome = process_one(rt)
+        if outcome is None:
+            break
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    if report.total:
+        log.info("inbox: %d done, %d ignored, %d failed", report.done, report.ignored, report.failed)
+    return report
+
+
+def process_one(rt: Runtime) -> str | None:
+    """Process the oldest new delivery; returns 'done', 'ignored', 'failed', or None when none is new."""
+    with Session(rt.engine) as s:
+        delivery_id = _next_new(s)
+        if delivery_id is None:
+            return None
+        delivery = s.get(InboxDelivery, delivery_id)
+        try:
+            reason = _process(s, delivery, rt.config)
+        except Exception as e:   # noqa: BLE001 - any failure keeps the raw body for a replay
+            s.rollback()
+            error = f"{type(e).__name__}: {e}" if not str(e).startswith(type(e).__name__) else str(e)
+            log.warning("inbox %d (%s/%s %s) failed: %s", delivery_id, delivery.platform, delivery.shop,
+                        delivery.topic, error)
+            _mark_failed(s, delivery_id, error)
+            s.commit()
+            return "failed"
+        mark(s, delivery_id, INBOX_IGNORED if reason else INBOX_DONE, reason)
+        s.commit()
+        return "ignored" if reason else "done"
+
+
+def _mark_failed(session: Session, delivery_id: int, error: str) -> None:
+    # Only while still new: after the rollback another daemon may have taken and finished it.
+    session.execute(update(_INBOX).where(_INBOX.c.id == delivery_id, _INBOX.c.state == INBOX_NEW).values(
+        state=INBOX_FAILED, error=error[:4000], processed_at=utcnow(), attempts=_INBOX.c.attempts + 1))
+
+
+class InboxError(Exception):
+    """A delivery that cannot be processed as configured (unknown shop, no adapter)."""
+
+
+def _process(session: Session, delivery: InboxDelivery, config) -> str | None:
+    shop = config.find_shop(delivery.shop)
+    if shop is None:
+        raise InboxError(f"no shop named {delivery.shop!r} in the config (add it, then replay this delivery)")
+    try:
+        module = importlib.import_module(f"adapters.{shop.platform}.inbox")
+    except ModuleNotFoundError as e:
+        if e.name == f"adapters.{shop.platform}.inbox":
+            raise InboxError(f"no inbox processing for platform {shop.platform!r}") from None
+        raise
+    return module.process(session, delivery, shop)
+
+
+def replay_inbox(engine: Engine, ids: list[int] | None) -> int:
+    """Failed deliveries back to `new` (after a fix); `ids=None` means every failed one."""
+    cond = [_INBOX.c.state == INBOX_FAILED]
+    if ids is not None:
+        cond.append(_INBOX.c.id.in_(ids))
+    with Session(engine) as s:
+        n = s.execute(update(_INBOX).where(*cond).values(state=INBOX_NEW)).rowcount
+        s.commit()
+    return n
+
+
+# ---- polling -------------------------------------------------------------------------------
+
+def poll_shops(rt: Runtime) -> dict[str, int | str]:
+    """Poll every shop whose platform has a poller and whose credentials are set; one shop's error never stops another."""
+    results: dict[str, int | str] = {}
+    for shop in rt.config.shops:
+        if rt.stop.is_set():
+            break
+        poller = _poller(shop.platform)
+        if poller is None or not poller.has_credentials(shop):
+            continue
+        try:
+            results[shop.name] = poller.poll(rt.engine, shop)
+        except Exception as e:   # noqa: BLE001 - logged per shop; the next poll tries again
+            log.warning("poll %s (%s) failed: %s: %s", shop.name, shop.platform, type(e).__name__, e)
+            results[shop.name] = f"{type(e).__name__}: {e}"
+    return results
+
+
+def _poller(platform: str):
+    try:
+        return importlib.import_module(f"adapters.{platform}.poller")
+    except ModuleNotFoundError as e:
+        if e.name == f"adapters.{platform}.poller":
+            return None
+        raise
+
+
+# ---- one full cycle (daemon --once, tests) -------------------------------------------------
+
+@dataclass
+class CycleReport:
+    swept: int
+    inbox: InboxReport
+    polled: dict
+    flush: FlushReport
+
+
+def run_cycle(rt: Runtime, progress=None) -> CycleReport:
+    """Sweep leases, process the inbox, poll the shops, then flush until nothing is due."""
+    swept = sweep_leases(rt)
+    inbox = process_inbox(rt)
+    polled = poll_shops(rt)
+    return CycleReport(swept, inbox, polled, flush(rt, progress))

@@ -1,0 +1,71 @@
+"""The webhook receiver: a WSGI app that mounts each platform's blueprint (verify, store, answer)."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# An explicit registry: platform → module exposing `blueprint` (routes /webhooks/<platform>/<shop>).
+WEBHOOK_MODULES = {
+    "shopify": "adapters.shopify.webhooks",
+    "woocommerce": "adapters.woocommerce.webhooks",
+}
+DEFAULT_MAX_BODY = 10 * 1024 * 1024     # Shopify order payloads with many lines stay well under this
+WEBHOOK_PREFIX = "/webhooks/"
+
+
+def max_body(config) -> int:
+    """`[receiver] max_body` in bytes (default 10 MiB)."""
+    section = (config.raw or {}).get("receiver", {}) if config is not None else {}
+    return int(section.get("max_body", DEFAULT_MAX_BODY)) if isinstance(section, dict) else DEFAULT_MAX_BODY
+
+
+def create_receiver_app(config, engine=None) -> Flask:
+    """The receiver as a Flask app; `engine` defaults to one on the connector database."""
+    from connector.store import init_db, make_engine
+    if engine is None:
+        engine = make_engine(config.database)
+        init_db(engine)
+    app = Flask("orderbridge.receiver")
+    app.config.update(OB_CONFIG=config, OB_ENGINE=engine, MAX_CONTENT_LENGTH=max_body(config))
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"ok": True, "service": "receiver"})
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        # Platforms and people read these: JSON, saying what is wrong (a 413 names the limit).
+        message = (f"body too large: the limit is {app.config['MAX_CONTENT_LENGTH']} bytes "
+                   "([receiver] max_body)") if e.code == 413 else e.description
+        return jsonify({"error": message}), e.code
+
+    for platform, module in WEBHOOK_MODULES.items():
+        blueprint = _blueprint(module)
+        if blueprint is not None:
+            app.register_blueprint(blueprint)
+        else:
+            log.info("no webhook receiver for %s yet (%s is missing)", platform, module)
+    return app
+
+
+def _blueprint(module: str):
+    try:
+        return importlib.import_module(module).blueprint
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):   # the module itself (or its package) does not exist yet
+            return None
+        raise
+
+
+def dispatch_webhooks(receiver, rest):
+    """One WSGI app: /webhooks/... → the receiver, everything else → `rest` (paths are kept whole)."""
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        target = receiver if path.startswith(WEBHOOK_PREFIX) else rest
+        return target(environ, start_response)
+    return app

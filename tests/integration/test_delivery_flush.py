@@ -1,0 +1,183 @@
+"""Flushing the outbox into a fake add-orders target: per-order outcomes, splitting, backing off, stopping."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import responses
+from sqlalchemy import select
+from sqlmodel import Session
+
+from connector import outbox
+from connector.client import CREDENTIALS_REFUSED, AddOrdersClient, RetryPolicy
+from connector.flush import Flusher, dead_local_owners, sweep
+from connector.outbox import Version, enqueue
+from connector.store import FAILED, PENDING, SENT, OutboxRow, PushAttempt, init_db, make_engine, utcnow
+from tests.delivery_helpers import TARGET, FakeTarget, wire_order
+
+NO_WAIT = RetryPolicy(attempts=1, max_wait=0, max_total=1)
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = make_engine(db_url)
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def rsps():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as r:
+        yield r
+
+
+class Clock:
+    """Time passed in: tests move it by hand."""
+
+    def __init__(self):
+        self.now = utcnow() + timedelta(seconds=1)
+
+    def __call__(self):
+        return self.now
+
+
+def flusher(engine, clock=None, batch_size=1000, **kw) -> Flusher:
+    client = AddOrdersClient(TARGET, "k", retry=kw.pop("retry", NO_WAIT))
+    return Flusher(engine, client, batch_size=batch_size, lease=60, schedule=(30, 60), max_attempts=kw.pop("max_attempts", 5),
+                   clock=clock or Clock(), **kw)
+
+
+def put(engine, wires):
+    with Session(engine) as s:
+        ids = enqueue(s, [Version("s", w) for w in wires]).ids
+        s.commit()
+    return ids
+
+
+def rows(engine) -> dict[str, tuple[str, str | None]]:
+    with Session(engine) as s:
+        return {r.external_order_id: (r.state, r.last_error) for r in s.exec(select(OutboxRow)).scalars()}
+
+
+def test_everything_is_sent_in_batches_and_each_request_is_logged(engine, rsps):
+    target = FakeTarget().install(rsps)
+    put(engine, [wire_order(i) for i in range(25)])
+    report = flusher(engine, batch_size=10).flush()
+    assert (report.batches, report.sent, report.failed) == (3, 25, 0)
+    assert sorted(target.ids()) == sorted(f"O{i}" for i in range(25))
+    with Session(engine) as s:
+        attempts = s.exec(select(PushAttempt)).scalars().all()
+    assert [a.orders for a in attempts] == [10, 10, 5] and {a.status_code for a in attempts} == {200}
+
+
+def test_only_the_orders_listed_in_failed_orders_fail(engine, rsps):
+    target = FakeTarget().install(rsps)
+    bad = [wire_order(3, email="not-an-email", externalCustomerId=None), wire_order(7, currency="EURO")]
+    for b in bad:
+        b.pop("externalCustomerId", None)
+    put(engine, [wire_order(i) for i in range(10) if i not in (3, 7)] + bad)
+    report = flusher(engine).flush()
+    assert (report.sent, report.failed) == (8, 2)
+    state = rows(engine)
+    assert state["O3"][0] == FAILED and "email" in state["O3"][1]
+    assert state["O7"][0] == FAILED and "currency" in state["O7"][1]
+    assert {k for k, v in state.items() if v[0] == SENT} == set(target.ids())
+
+
+def test_a_single_failure_as_an_object_is_understood(engine, rsps):
+    FakeTarget().install(rsps)
+    bad = wire_order(2, currency="XXX1")
+    put(engine, [wire_order(1), bad])
+    assert flusher(engine).flush().failed == 1
+    assert rows(engine)["O2"][0] == FAILED
+
+
+def test_a_rejected_batch_is_split_until_the_bad_order_is_alone(engine, rsps):
+    target = FakeTarget(poison={"O13"}).install(rsps)
+    put(engine, [wire_order(i) for i in range(20)])
+    report = flusher(engine).flush()
+    assert (report.sent, report.failed) == (19, 1)
+    state = rows(engine)
+    assert state["O13"][0] == FAILED and "cannot read order O13" in state["O13"][1] and "(400)" in state["O13"][1]
+    assert sorted(target.ids()) == sorted(f"O{i}" for i in range(20) if i != 13)
+    assert target.requests <= 1 + 2 * 5 + 1     # a halving search, not one request per order
+
+
+def test_target_down_reschedules_on_the_schedule_then_delivers(engine, rsps):
+    target = FakeTarget(faults=[(503, "maintenance", {})]).install(rsps)
+    put(engine, [wire_order(i) for i in range(3)])
+    clock = Clock()
+    f = flusher(engine, clock)
+    report = f.flush()
+    assert report.unreachable and "503" in report.unreachable and report.retried == 3
+    assert f.flush().batches == 0                    # not due yet: 30 s on the schedule
+    clock.now += timedelta(seconds=31)
+    assert f.flush().sent == 3 and len(target.received) == 3
+
+
+def test_retry_after_longer_than_the_schedule_is_honoured(engine, rsps):
+    FakeTarget(faults=[(429, "slow down", {"Retry-After": "600"})]).install(rsps)
+    put(engine, [wire_order(1)])
+    clock = Clock()
+    f = flusher(engine, clock)
+    assert f.flush().unreachable
+    clock.now += timedelta(seconds=120)
+    assert f.flush().batches == 0
+    clock.now += timedelta(seconds=500)
+    assert f.flush().sent == 1
+
+
+def test_refused_credentials_stop_and_leave_rows_pending(engine, rsps, caplog):
+    FakeTarget(faults=[(401, "Unauthorized", {})]).install(rsps)
+    put(engine, [wire_order(i) for i in range(4)])
+    report = flusher(engine).flush()
+    assert report.refused == CREDENTIALS_REFUSED and report.sent == 0
+    assert {v[0] for v in rows(engine).values()} == {PENDING}
+    assert CREDENTIALS_REFUSED in caplog.text
+    with Session(engine) as s:
+        assert {r.attempts for r in s.exec(select(OutboxRow)).scalars()} == {0}
+
+
+def test_conflict_means_already_applied(engine, rsps):
+    FakeTarget(faults=[(409, "Duplicated request", {})]).install(rsps)
+    put(engine, [wire_order(1)])
+    assert flusher(engine).flush().sent == 1
+
+
+def test_versions_of_one_order_go_out_in_order_one_per_batch(engine, rsps):
+    target = FakeTarget().install(rsps)
+    for status in ("INITIALIZED", "IN_PROGRESS", "DELIVERED"):
+        put(engine, [wire_order(1, status=status), wire_order(2, status=status)])
+    report = flusher(engine).flush()
+    assert report.batches == 3 and report.sent == 6
+    assert [o["status"] for o in target.received if o["externalOrderId"] == "O1"] == ["INITIALIZED", "IN_PROGRESS", "DELIVERED"]
+    for call in rsps.calls:
+        ids = [o["externalOrderId"] for o in json.loads(call.request.body)["orders"]]
+        assert len(ids) == len(set(ids))
+
+
+def test_max_attempts_then_failed_with_the_last_error(engine, rsps):
+    FakeTarget(faults=[(500, "boom", {})] * 3).install(rsps)
+    put(engine, [wire_order(1)])
+    clock = Clock()
+    f = flusher(engine, clock, max_attempts=2)
+    f.flush()
+    clock.now += timedelta(seconds=31)
+    f.flush()
+    state = rows(engine)["O1"]
+    assert state[0] == FAILED and "gave up after 2 attempts" in state[1] and "boom" in state[1]
+
+
+def test_sweep_returns_leases_of_dead_local_daemons_at_once(engine):
+    put(engine, [wire_order(1)])
+    now = utcnow() + timedelta(seconds=1)
+    import socket
+    dead = f"{socket.gethostname()}:999999:abcd"     # no such pid
+    with Session(engine) as s:
+        outbox.claim(s, dead, 10, 3600, now)
+        s.commit()
+    assert dead_local_owners([dead, "otherhost:1:x"]) == [dead]
+    assert sweep(engine, now, 5) == 1
+    assert rows(engine)["O1"][0] == PENDING

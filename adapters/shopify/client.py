@@ -1,0 +1,140 @@
+"""A GraphQL Admin API client for one shop: access token, versioned endpoint, cost-aware pacing.
+
+A THROTTLED answer is never an error for the caller: the same request is sent again once the
+bucket holds its cost. Other outcomes follow one table (`ACTIONS`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Mapping
+
+import requests
+
+from adapters.shopify.pacer import Pacer
+from connector.errors import ConfigError, FatalAPIError, RetriableAPIError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_VERSION = "2025-01"
+RETRY, WAIT, FATAL = "retry", "wait", "fatal"
+
+# HTTP status → what to do. 429 is Shopify's REST throttle (and possibly GraphQL's: reference/shopify.md
+# section 7 leaves it open), so it waits; 5xx are the shop's trouble and are retried a few times.
+ACTIONS: dict[int, str] = {401: FATAL, 402: FATAL, 403: FATAL, 404: FATAL, 423: FATAL, 429: WAIT,
+                           500: RETRY, 502: RETRY, 503: RETRY, 504: RETRY}
+FATAL_HINTS = {
+    401: "the access token was refused: check access_token_env",
+    402: "the shop is frozen (unpaid): Shopify refuses API calls",
+    403: "the access token lacks a scope (read_orders is needed; read_all_orders for orders older than 60 days)",
+    404: "no such shop or API version: check domain and api_version",
+    423: "the shop is locked",
+}
+
+
+def has_credentials(shop) -> bool:
+    """True when the shop has a domain (or api_url) and an access token in its environment variable."""
+    return bool((shop.get("domain") or shop.get("api_url")) and shop.secret_of("access_token"))
+
+
+def graphql_url(shop) -> str:
+    """`https://<domain>/admin/api/<version>/graphql.json`; `api_url` replaces `https://<domain>` (tests, proxies)."""
+    base = shop.get("api_url") or f"https://{shop.get('domain')}"
+    return f"{str(base).rstrip('/')}/admin/api/{shop.get('api_version', DEFAULT_API_VERSION)}/graphql.json"
+
+
+class ShopifyClient:
+    """Sends GraphQL queries for one shop, paced by the shop's bucket."""
+
+    def __init__(self, url: str, token: str, *, session: requests.Session | None = None, pacer: Pacer | None = None,
+                 timeout: float = 60.0, max_attempts: int = 5, max_throttled: int = 100,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.url, self.token = url, token
+        self.http = session or requests.Session()
+        self.pacer = pacer or Pacer(sleep=sleep)
+        self.timeout, self.max_attempts, self.max_throttled = timeout, max_attempts, max_throttled
+        self.sleep = sleep
+        self.requested: dict[str, float] = {}   # last requested cost per query name
+        self.calls = 0
+
+    @classmethod
+    def for_shop(cls, shop, **kw) -> "ShopifyClient":
+        token = shop.secret_of("access_token")
+        if not token or not (shop.get("domain") or shop.get("api_url")):
+            raise ConfigError(f"shop {shop.name!r}: polling needs domain and access_token_env "
+                              f"(the environment variable {shop.get('access_token_env') or '<unset>'} holding the token)")
+        return cls(graphql_url(shop), token, **kw)
+
+    def query(self, text: str, variables: Mapping[str, Any] | None = None, *, name: str = "", cost: float | None = None) -> dict:
+        """Run one query and return its `data`; THROTTLED answers are waited out and re-sent."""
+        expected = cost if cost is not None else self.requested.get(name, 0.0)
+        failures = throttled = 0
+        while True:
+            self.pacer.before(expected)
+            status, body = self._post(text, variables)
+            if status == 200 and isinstance(body, dict):
+                cost_info = (body.get("extensions") or {}).get("cost") or {}
+                if _is_throttled(body):
+                    throttled += 1
+                    if throttled > self.max_throttled:
+                        raise RetriableAPIError(f"{name or 'query'}: still THROTTLED after {throttled} waits", retry_after=60)
+                    requested = float(cost_info.get("requestedQueryCost") or expected or 1)
+                    self.requested[name] = requested
+                    expected = requested
+                    self.pacer.on_throttled(cost_info, requested)
+                    continue
+                self.pacer.observe(cost_info)
+                if cost_info.get("requestedQueryCost") is not None:
+                    self.requested[name] = float(cost_info["requestedQueryCost"])
+                _raise_errors(body, name)
+                return body.get("data") or {}
+            failures += 1
+            self._after_failure(status, body, name, failures)
+
+    def _post(self, text: str, variables) -> tuple[int, Any]:
+        self.calls += 1
+        try:
+            r = self.http.post(self.url, json={"query": text, "variables": dict(variables or {})},
+                               headers={"X-Shopify-Access-Token": self.token, "Content-Type": "application/json"},
+                               timeout=self.timeout)
+        except requests.RequestException as e:
+            return 0, f"{type(e).__name__}: {e}"
+        try:
+            return r.status_code, r.json()
+        except ValueError:
+            return r.status_code, {"_retry_after": r.headers.get("Retry-After"), "_text": r.text[:300]}
+
+    def _after_failure(self, status: int, body: Any, name: str, failures: int) -> None:
+        action = ACTIONS.get(status, RETRY if status == 0 or status >= 500 else FATAL)
+        if action == FATAL:
+            hint = FATAL_HINTS.get(status, "the request was refused")
+            raise FatalAPIError(f"Shopify answered {status} to {name or 'a query'}: {hint}", status=status, body=str(body)[:500])
+        if failures >= self.max_attempts:
+            raise RetriableAPIError(f"Shopify {name or 'query'} failed {failures} times (last: {status or body})", status=status or None)
+        retry_after = _retry_after(body)
+        delay = retry_after if action == WAIT and retry_after else min(2.0 ** failures, 30.0)
+        log.warning("shopify %s: %s, retrying in %.1fs", name or "query", status or body, delay)
+        self.sleep(delay)
+
+
+def _retry_after(body: Any) -> float | None:
+    try:
+        return float(body.get("_retry_after")) if isinstance(body, dict) and body.get("_retry_after") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_throttled(body: Mapping) -> bool:
+    return any(((e or {}).get("extensions") or {}).get("code") == "THROTTLED" for e in body.get("errors") or ())
+
+
+def _raise_errors(body: Mapping, name: str) -> None:
+    errors = body.get("errors")
+    if not errors:
+        return
+    first = errors[0] if isinstance(errors, list) and errors else errors
+    message = first.get("message") if isinstance(first, dict) else str(first)
+    code = ((first.get("extensions") or {}).get("code") if isinstance(first, dict) else None) or ""
+    if code in ("ACCESS_DENIED", "MAX_COST_EXCEEDED") or "access" in str(message).lower():
+        raise FatalAPIError(f"Shopify refused {name or 'a query'}: {message}", status=200, body=str(errors)[:500])
+    raise RetriableAPIError(f"Shopify {name or 'query'} answered with errors: {message}")

@@ -1,0 +1,242 @@
+"""Processing of stored Shopify deliveries: route by topic, translate, enqueue; compliance requests.
+
+Called by the daemon's inbox job, one delivery per transaction (the job commits, or rolls back and
+marks the delivery failed when this raises). Returns None when done, or why a delivery was ignored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable, Mapping
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from adapters.shopify import graphql as gql
+from adapters.shopify.client import ShopifyClient, has_credentials
+from adapters.shopify.sink import store_checkouts, store_orders
+from adapters.shopify.translate import Untranslatable
+from connector.errors import FatalAPIError, RetriableAPIError
+from connector.format import normalise_phone
+from connector.store import FAILED, INBOX_IGNORED, PENDING, ComplianceRequest, InboxDelivery, OutboxRow, utcnow
+
+log = logging.getLogger(__name__)
+_INBOX, _OUTBOX, _COMPLIANCE = InboxDelivery.__table__, OutboxRow.__table__, ComplianceRequest.__table__
+
+# orders/edited carries an order_edit, not the order: the orders/updated that follows brings the change.
+ORDER_TOPICS = ("orders/create", "orders/updated", "orders/paid", "orders/fulfilled", "orders/partially_fulfilled",
+                "orders/cancelled")
+CHECKOUT_TOPICS = ("checkouts/create", "checkouts/update")
+REDACTED_BODY = b'{"redacted": true}'
+PERSONAL_FIELDS = ("email", "phone", "firstName", "lastName", "deliveryAddress", "externalCustomerId", "restoreUrl")
+
+
+def _json(delivery) -> dict:
+    """The delivery's body as a JSON object; raises (the delivery is marked failed, the body kept)."""
+    try:
+        data = json.loads(bytes(delivery.body).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"body is not JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError("body is not a JSON object")
+    return data
+
+
+def process(session: Session, delivery, shop) -> str | None:
+    """Handle one stored delivery of `shop`; None when done, else the reason it was ignored."""
+    topic = (delivery.topic or "").strip().lower()
+    handler = HANDLERS.get(topic)
+    if handler is None:
+        return f"topic {topic or '(none)'!r} is stored but not translated into orders"
+    return handler(session, delivery, shop, _json(delivery))
+
+
+# ---- orders and checkouts ----------------------------------------------------------------------
+
+def _products(shop, payload: dict):
+    """Product details for the payload's lines when the shop has API credentials (never blocks an order)."""
+    if not has_credentials(shop) or not shop.get("enrich_products", True):
+        return {}
+    from adapters.shopify.poller import products_for
+    return products_for(shop, lambda: ShopifyClient.for_shop(shop, timeout=5, max_attempts=1), [payload])
+
+
+def on_order(session: Session, delivery, shop, payload: dict) -> str | None:
+    try:
+        r = store_orders(session, shop, [payload], f"webhook:{delivery.delivery_id or delivery.id}", _products(shop, payload))
+    except Untranslatable as e:
+        raise ValueError(str(e)) from None
+    if r.stale:
+        return f"older than the version already enqueued (updated_at {payload.get('updated_at')})"
+    if r.unchanged:
+        return "identical to the version already enqueued"
+    return None
+
+
+def on_checkout(session: Session, delivery, shop, payload: dict) -> str | None:
+    if payload.get("completed_at"):
+        return "checkout completed: the order arrives through orders/*"
+    from adapters.shopify.translate import checkout_wire, has_contact
+    if not has_contact(checkout_wire(payload, shop) or {}):
+        # Shopify calls a checkout abandoned only once the buyer left contact details.
+        return "checkout has no email, phone or customer yet: not an abandoned cart"
+    r = store_checkouts(session, shop, [payload], f"webhook:{delivery.delivery_id or delivery.id}", _products(shop, payload))
+    if r.stale:
+        return f"older than the version already enqueued (updated_at {payload.get('updated_at')})"
+    return "identical to the version already enqueued" if r.unchanged else None
+
+
+# Refunds carry only the refund, not the order. With API credentials the order is fetched and
+# re-translated; without them Shopify's own orders/updated (sent for every refund) brings the change.
+OrderFetcher = Callable[[object, str], dict | None]
+
+
+def fetch_order(shop, order_id: str) -> dict | None:
+    client = ShopifyClient.for_shop(shop, timeout=10, max_attempts=2)
+    li = int(shop.get("line_items_per_order", 10))
+    data = client.query(gql.ORDER_QUERY, {"id": f"gid://shopify/Order/{order_id}", "lineItems": max(li, 50)},
+                        name="Order", cost=1 + 13 + 3 * max(li, 50))
+    node = data.get("order")
+    return gql.order_from_node(node) if node else None
+
+
+def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:
+    order_id = payload.get("order_id")
+    if not order_id:
+        raise ValueError("refunds/create body has no order_id")
+    if not has_credentials(shop):
+        return (f"refund of order {order_id} recorded; without API credentials (domain, access_token_env) the "
+                "order's new state comes with Shopify's orders/updated")
+    try:
+        order = fetch_order(shop, str(order_id))
+    except (RetriableAPIError, FatalAPIError) as e:
+        return f"refund of order {order_id} recorded; the order could not be fetched ({e}): orders/updated brings the change"
+    if order is None:
+        return f"refund of order {order_id}: the order is not readable through the API"
+    r = store_orders(session, shop, [order], f"webhook:{delivery.delivery_id or delivery.id}")
+    return None if r.enqueued or r.failed else "the refund did not change the order"
+
+
+# ---- compliance (DESIGN.md section 7) -------------------------------------------------------------
+
+def _masked(payload: dict) -> str:
+    """The request as recorded: ids kept for the audit trail, the customer's email and phone left out."""
+    kept = json.loads(json.dumps(payload))
+    if isinstance(kept.get("customer"), dict):
+        kept["customer"] = {"id": kept["customer"].get("id")}
+    return json.dumps(kept, sort_keys=True)
+
+
+def _record(session: Session, shop, topic: str, payload: dict, result: str, done: bool) -> None:
+    session.execute(_COMPLIANCE.insert().values(platform="shopify", shop=shop.name, topic=topic, payload=_masked(payload),
+                                                received_at=utcnow(), done_at=utcnow() if done else None, result=result))
+
+
+class CustomerMatch:
+    """Does a stored payload belong to the customer named in a compliance request?"""
+
+    def __init__(self, shop, payload: dict):
+        customer = payload.get("customer") or {}
+        self.customer_id = str(customer.get("id") or "") or None
+        self.email = (customer.get("email") or "").strip().lower() or None
+        self.phone = normalise_phone(customer.get("phone"))
+        ids = payload.get("orders_to_redact") or payload.get("orders_requested") or []
+        self.order_ids = {str(i) for i in ids} | {f"{shop.order_id_prefix}{i}" for i in ids}
+
+    def _values(self, data: Mapping) -> tuple[set, set, set]:
+        customer = data.get("customer") if isinstance(data.get("customer"), dict) else {}
+        ids = {str(v) for v in (customer.get("id"), data.get("externalCustomerId")) if v}
+        emails = {str(v).strip().lower() for v in (data.get("email"), data.get("contact_email"), customer.get("email")) if v}
+        phones = {normalise_phone(v) for v in (data.get("phone"), customer.get("phone")) if v} - {None}
+        return ids, emails, phones
+
+    def matches(self, data: Mapping, order_id: str | None = None) -> bool:
+        ids, emails, phones = self._values(data)
+        return bool((self.customer_id and self.customer_id in ids) or (self.email and self.email in emails)
+                    or (self.phone and self.phone in phones)
+                    or (order_id and order_id in self.order_ids) or str(data.get("id") or data.get("order_id") or "") in self.order_ids)
+
+
+def _load(raw) -> dict:
+    try:
+        data = json.loads(raw if isinstance(raw, str) else bytes(raw).decode("utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def _redact_wire(payload: str) -> str:
+    data = _load(payload)
+    for k in PERSONAL_FIELDS:
+        data.pop(k, None)
+    data["redacted"] = True
+    return json.dumps(data, sort_keys=True)
+
+
+def erase(session: Session, shop, match: CustomerMatch | None, reason: str) -> tuple[int, int]:
+    """Erase personal data of one customer (or, with `match=None`, of the whole shop) from the store.
+
+    Inbox bodies and headers are replaced; outbox payloads lose their contact fields, and versions
+    not yet sent are failed, since sending them would re-export the data. Returns (inbox, outbox) counts.
+    """
+    n_in = n_out = 0
+    rows = session.execute(select(_INBOX.c.id, _INBOX.c.body).where(_INBOX.c.platform == "shopify", _INBOX.c.shop == shop.name))
+    hit = [r.id for r in rows if match is None or match.matches(_load(r.body))]
+    for start in range(0, len(hit), 500):
+        n_in += session.execute(update(_INBOX).where(_INBOX.c.id.in_(hit[start:start + 500])).values(
+            body=REDACTED_BODY, headers="{}", state=INBOX_IGNORED, error=reason)).rowcount
+    rows = session.execute(select(_OUTBOX.c.id, _OUTBOX.c.payload, _OUTBOX.c.state, _OUTBOX.c.external_order_id)
+                           .where(_OUTBOX.c.shop == shop.name))
+    for r in list(rows):
+        if match is not None and not match.matches(_load(r.payload), r.external_order_id):
+            continue
+        values = {"payload": _redact_wire(r.payload), "updated_at": utcnow()}
+        if r.state == PENDING:
+            values.update(state=FAILED, last_error=reason)
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id == r.id).values(**values))
+        n_out += 1
+    for r in list(session.execute(select(_COMPLIANCE.c.id, _COMPLIANCE.c.payload).where(_COMPLIANCE.c.shop == shop.name))):
+        if match is None or match.matches(_load(r.payload)):
+            session.execute(update(_COMPLIANCE).where(_COMPLIANCE.c.id == r.id).values(payload=_masked(_load(r.payload))))
+    return n_in, n_out
+
+
+def on_data_request(session: Session, delivery, shop, payload: dict) -> str | None:
+    match = CustomerMatch(shop, payload)
+    n_in = sum(1 for r in session.execute(select(_INBOX.c.body).where(_INBOX.c.shop == shop.name, _INBOX.c.id != delivery.id))
+               if match.matches(_load(r.body)))
+    n_out = sum(1 for r in session.execute(select(_OUTBOX.c.payload, _OUTBOX.c.external_order_id).where(_OUTBOX.c.shop == shop.name))
+                if match.matches(_load(r.payload), r.external_order_id))
+    _record(session, shop, "customers/data_request", payload,
+            f"recorded; the connector store holds {n_in} webhook deliveries and {n_out} order versions for this "
+            "customer: send them to the merchant (orderbridge outbox / inbox)", done=False)
+    _scrub_self(session, delivery)
+    return None
+
+
+def on_customer_redact(session: Session, delivery, shop, payload: dict) -> str | None:
+    n_in, n_out = erase(session, shop, CustomerMatch(shop, payload), "erased on Shopify customers/redact")
+    _record(session, shop, "customers/redact", payload, f"erased {n_in} webhook deliveries and {n_out} order versions", done=True)
+    _scrub_self(session, delivery)
+    return None
+
+
+def on_shop_redact(session: Session, delivery, shop, payload: dict) -> str | None:
+    n_in, n_out = erase(session, shop, None, "erased on Shopify shop/redact")
+    _record(session, shop, "shop/redact", payload, f"erased {n_in} webhook deliveries and {n_out} order versions", done=True)
+    return None
+
+
+def _scrub_self(session: Session, delivery) -> None:
+    """The request itself names the customer's email and phone; keep only what the record keeps."""
+    session.execute(update(_INBOX).where(_INBOX.c.id == delivery.id).values(body=_masked(_json(delivery)).encode()))
+
+
+HANDLERS: dict[str, Callable] = {
+    **dict.fromkeys(ORDER_TOPICS, on_order),
+    **dict.fromkeys(CHECKOUT_TOPICS, on_checkout),
+    "refunds/create": on_refund,
+    "customers/data_request": on_data_request,
+    "customers/redact": on_customer_redact,
+    "shop/redact": on_shop_redact,
+}

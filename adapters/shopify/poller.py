@@ -1,0 +1,228 @@
+"""Polls a shop's orders and abandoned checkouts through the GraphQL Admin API: the safety net.
+
+Each scan covers a fixed window `[since − overlap, until]` (until = the poll's start), pages through
+it 250 at most at a time, and commits every page's orders together with the cursor that says how
+far it got; a crash resumes from the last committed page. The next scan starts where this window
+ended; the overlap absorbs clock skew and Shopify's search-index lag, and content hashes make the
+re-read orders no-ops.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Mapping
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from adapters.shopify import graphql as gql
+from adapters.shopify.client import ShopifyClient, has_credentials
+from adapters.shopify.sink import store_checkouts, store_orders
+from adapters.shopify.translate import Product
+from connector.config import parse_duration
+from connector.store import Cursor, utcnow
+
+log = logging.getLogger(__name__)
+__all__ = ["has_credentials", "poll", "Poller", "ProductCache", "products_for", "load_cursor", "save_cursor"]
+
+MAX_PAGE = 250              # Shopify's page size limit
+MAX_QUERY_COST = 1000       # Shopify's single-query cost limit
+RESTART_AFTER = 20_000      # Shopify stops paginating at 25,000 objects: restart the window before that
+
+
+# ---- cursors ------------------------------------------------------------------------------------
+
+def load_cursor(session: Session, shop: str, name: str) -> dict | None:
+    row = session.get(Cursor, (shop, name))
+    return json.loads(row.value) if row else None
+
+
+def save_cursor(session: Session, shop: str, name: str, value: Mapping) -> None:
+    row = session.get(Cursor, (shop, name))
+    text = json.dumps(value, sort_keys=True)
+    if row is None:
+        session.add(Cursor(shop=shop, name=name, value=text, updated_at=utcnow()))
+    else:
+        row.value, row.updated_at = text, utcnow()
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# ---- page sizes ---------------------------------------------------------------------------------
+
+def order_node_cost(line_items: int) -> int:
+    """Requested cost of one order node in ORDERS_QUERY, by Shopify's rules (an object costs 1,
+    a connection 2 plus its objects): order, customer, 2 addresses, 5 shipping lines, the line items
+    with their variant and product."""
+    return 4 + (2 + 5) + (2 + 3 * line_items)
+
+
+def page_size(per_node: float, budget: float = MAX_QUERY_COST) -> int:
+    return max(1, min(MAX_PAGE, int((budget - 2) // max(per_node, 1))))
+
+
+# ---- products (optional enrichment) -------------------------------------------------------------
+
+@dataclass
+class ProductCache:
+    """Product url/image/category/description by product id, kept for `ttl` seconds. After a failed
+    look-up it rests for `pause` seconds, so an unreachable API never slows every order down."""
+
+    ttl: float = 3600.0
+    pause: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    items: dict[str, tuple[float, Product]] = field(default_factory=dict)
+    resting_until: float = 0.0
+
+    def lookup(self, client_of: Callable[[], ShopifyClient], ids: Iterable[str]) -> dict[str, Product]:
+        now = self.clock()
+        wanted = {str(i) for i in ids if i}
+        missing = [i for i in wanted if i not in self.items or self.items[i][0] < now]
+        if missing and now >= self.resting_until:
+            try:
+                self._fetch(client_of(), missing, now)
+            except Exception as e:   # noqa: BLE001 - enrichment never blocks an order
+                self.resting_until = now + self.pause
+                log.warning("product details unavailable (%s); orders go without url/image for %.0fs", e, self.pause)
+        return {i: self.items[i][1] for i in wanted if i in self.items}
+
+    def _fetch(self, client: ShopifyClient, missing: list[str], now: float) -> None:
+        for start in range(0, len(missing), 100):
+            chunk = missing[start:start + 100]
+            data = client.query(gql.PRODUCTS_QUERY, {"ids": [f"gid://shopify/Product/{i}" for i in chunk]},
+                                name="Products", cost=2 * len(chunk) + 1)
+            for i in chunk:
+                self.items[i] = (now + self.ttl, Product())
+            for n in data.get("nodes") or ():
+                if n:
+                    self.items[str(n.get("legacyResourceId") or gql.legacy_id(n.get("id")))] = (now + self.ttl, Product(
+                        url=n.get("onlineStoreUrl"), imageUrl=(n.get("featuredImage") or {}).get("url"),
+                        category=n.get("productType") or None, description=(n.get("description") or "")[:1000] or None))
+
+
+_PRODUCT_CACHES: dict[str, ProductCache] = {}
+
+
+def products_for(shop, client_of: Callable[[], ShopifyClient], payloads: Iterable[Mapping]) -> dict[str, Product]:
+    """Product details for the lines of `payloads` (one cache per shop and process); {} when turned off."""
+    if not shop.get("enrich_products", True):
+        return {}
+    ids = {str(li.get("product_id")) for p in payloads for li in p.get("line_items") or () if li.get("product_id")}
+    if not ids:
+        return {}
+    return _PRODUCT_CACHES.setdefault(shop.name, ProductCache()).lookup(client_of, ids)
+
+
+# ---- scans --------------------------------------------------------------------------------------
+
+@dataclass
+class Poller:
+    engine: Engine
+    shop: object
+    client: ShopifyClient
+    now: datetime
+
+    @property
+    def overlap(self) -> timedelta:
+        return timedelta(seconds=parse_duration(self.shop.get("poll_overlap", "10m"), "poll_overlap"))
+
+    def start_state(self, name: str) -> dict:
+        with Session(self.engine) as s:
+            state = load_cursor(s, self.shop.name, name)
+        if state and state.get("until"):
+            return state                      # an interrupted scan: resume it
+        lookback = timedelta(seconds=parse_duration(self.shop.get("poll_lookback", "1d"), "poll_lookback"))
+        since = _parse(state["since"]) if state and state.get("since") else self.now - lookback
+        return {"since": _iso(since), "until": _iso(self.now), "after": None}
+
+    def search(self, state: Mapping) -> str:
+        since = _parse(state["since"]) - self.overlap
+        return f"updated_at:>='{_iso(since)}' AND updated_at:<='{state['until']}'"
+
+    def scan(self, name: str, fetch: Callable[[dict], tuple[list[dict], dict]], sink) -> int:
+        """Page through one window; each page is enqueued in the transaction that saves the cursor."""
+        state, total, seen = self.start_state(name), 0, 0
+        while True:
+            payloads, page = fetch(state)
+            seen += len(payloads)
+            products = products_for(self.shop, lambda: self.client, payloads) if payloads else {}
+            with Session(self.engine) as s:
+                r = sink(s, self.shop, payloads, "poll", products)
+                total += r.enqueued
+                if page.get("hasNextPage"):
+                    state = {**state, "after": page.get("endCursor")}
+                    if name == "orders" and seen >= RESTART_AFTER and payloads:
+                        state = {**state, "since": _iso(max(_parse(p["updated_at"]) for p in payloads) + self.overlap),
+                                 "after": None}
+                        seen = 0
+                elif state["until"] != _iso(self.now):
+                    # a resumed window is done: go on up to now, in the same poll
+                    state = {"since": state["until"], "until": _iso(self.now), "after": None}
+                else:
+                    state = {"since": state["until"], "until": None, "after": None}
+                save_cursor(s, self.shop.name, name, state)
+                s.commit()
+            if state.get("until") is None:
+                return total
+
+    def fetch_orders(self, state: dict) -> tuple[list[dict], dict]:
+        li = int(self.shop.get("line_items_per_order", 10))
+        per_node = self.client.requested.get("Orders/node") or order_node_cost(li)
+        first = self._first(per_node)
+        data = self.client.query(gql.ORDERS_QUERY, {"first": first, "after": state.get("after"), "query": self.search(state),
+                                                    "lineItems": li}, name="Orders", cost=2 + first * per_node)
+        if self.client.requested.get("Orders"):
+            self.client.requested["Orders/node"] = max(1.0, (self.client.requested["Orders"] - 2) / first)
+        conn = data.get("orders") or {}
+        nodes = [n for n in conn.get("nodes") or () if n]
+        return [self._complete(n) for n in nodes], conn.get("pageInfo") or {}
+
+    def _complete(self, node: dict) -> dict:
+        """The order with all its line items: more than `line_items_per_order` need extra pages."""
+        lines = list(((node.get("lineItems") or {}).get("nodes")) or ())
+        info = (node.get("lineItems") or {}).get("pageInfo") or {}
+        while info.get("hasNextPage"):
+            data = self.client.query(gql.ORDER_LINE_ITEMS_QUERY, {"id": node["id"], "after": info.get("endCursor")},
+                                     name="OrderLineItems", cost=2 + 250 * 3 + 1)
+            conn = (data.get("order") or {}).get("lineItems") or {}
+            lines += conn.get("nodes") or []
+            info = conn.get("pageInfo") or {}
+        return gql.order_from_node(node, line_items=lines)
+
+    def fetch_checkouts(self, state: dict) -> tuple[list[dict], dict]:
+        per_node = 4 + 2 + 20 * 3
+        first = self._first(per_node)
+        data = self.client.query(gql.CHECKOUTS_QUERY,
+                                 {"first": first, "after": state.get("after"), "query": self.search(state)},
+                                 name="AbandonedCheckouts", cost=2 + first * per_node)
+        conn = data.get("abandonedCheckouts") or {}
+        return [gql.checkout_from_node(n) for n in conn.get("nodes") or () if n], conn.get("pageInfo") or {}
+
+    def _first(self, per_node: float) -> int:
+        """The page size: a full page, or what the bucket holds right now when that is at least a quarter
+        of one. A query must find its *requested* cost available, which is often far above what it is
+        charged; smaller pages spend the points on hand instead of waiting for a full bucket."""
+        s = self.client.pacer.state
+        full = page_size(per_node, min(MAX_QUERY_COST, s.maximum if s else MAX_QUERY_COST))
+        available = self.client.pacer.projected()
+        if available is None:
+            return full
+        return min(full, max(page_size(per_node, available), max(1, full // 4)))
+
+
+def poll(engine: Engine, shop, *, now: datetime | None = None, client: ShopifyClient | None = None) -> int:
+    """Poll one shop's orders (and abandoned checkouts unless `poll_checkouts = false`); returns versions enqueued."""
+    p = Poller(engine, shop, client or ShopifyClient.for_shop(shop), now or datetime.now(timezone.utc))
+    total = p.scan("orders", p.fetch_orders, store_orders)
+    if shop.get("poll_checkouts", True):
+        total += p.scan("checkouts", p.fetch_checkouts, store_checkouts)
+    return total

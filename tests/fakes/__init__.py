@@ -1,0 +1,1 @@
+"""Small local fakes of the platforms orderbridge talks to (WooCommerce, ...)."""

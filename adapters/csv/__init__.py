@@ -1,0 +1,37 @@
+"""CSV import for legacy stores: a streaming reader plus presets (Shopify, WooCommerce, generic)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, rejected_path
+from adapters.csv.presets import PRESETS, Context
+from adapters.csv.presets.base import Header
+from adapters.csv.reader import CsvUnreadable, open_csv, read_rows
+
+__all__ = ["PRESETS", "Context", "CsvUnreadable", "Summary", "import_file", "rejected_path"]
+
+
+def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: str | None = None,
+                delimiter: str | None = None, write_rejected: bool = True,
+                progress: Callable[[int], None] = lambda n: None) -> tuple[str, Summary]:
+    """Import one file into `sink`; returns the detected format's label and the summary.
+
+    Raises CsvUnreadable when the file cannot be used at all (nothing has been imported then).
+    """
+    if preset not in PRESETS:
+        raise CsvUnreadable(f"unknown preset {preset!r} (use {', '.join(PRESETS)})")
+    dialect, f = open_csv(path, encoding, delimiter)
+    with f:
+        rows = read_rows(f, dialect.delimiter, path.name)
+        first = next(rows, None)
+        if first is None:
+            raise CsvUnreadable(f"{path.name} is empty: no header row")
+        header = Header(first.cells)
+        bound = PRESETS[preset](header, ctx)
+        out = rejected_path(path)
+        if out.exists():
+            out.unlink()        # a report from an earlier run would describe rows that may be fixed now
+        rejected = RejectedFile(out, list(first.cells), dialect) if write_rejected else None
+        summary = Importer(bound, sink, rejected, len(header.names), progress).run(rows)
+    return bound.label, summary

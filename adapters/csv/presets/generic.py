@@ -1,0 +1,196 @@
+"""The generic preset: a TOML mapping file says which column holds which add-orders field.
+
+    layout = "order"                 # one row per order, or "item": one row per line item, an order's rows together
+    delimiter = ";"                  # default ","; --delimiter wins
+    encoding = "cp1252"              # default UTF-8; --encoding wins
+    date_format = "%d.%m.%Y %H:%M"   # strptime format; default ISO 8601
+    timezone = "Europe/Kyiv"         # for dates without an offset (--timezone / the shop's timezone win)
+    decimal_separator = ","          # default "."
+    thousands_separator = " "        # default none
+
+    [columns]                        # add-orders field = column name
+    externalOrderId = "Order"
+    totalCost = "Total"
+    date = "Date"
+    status = "State"
+    email = "E-mail"
+    "additionalInfo.orderNumber" = "Number"
+
+    [items]                          # optional; one item per row
+    externalItemId = "SKU"
+    quantity = "Qty"
+    cost = "Unit price"              # unit price after discounts; or line_total = "Line total"
+
+    [status]                         # value in the file → add-orders status; unlisted values are rejected
+    "Paid" = "IN_PROGRESS"
+
+    [defaults]                       # constant values for fields the file lacks
+    currency = "UAH"
+"""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from connector.errors import ConfigError
+from connector.format import STATUSES
+
+from adapters.csv.presets import Context
+from adapters.csv.presets.base import Built, Collector, Header
+from adapters.csv.reader import Row
+from adapters.csv.values import DateReader, money, optional_money, quantity, show, zone
+
+ORDER_FIELDS = ("externalOrderId", "totalCost", "status", "date", "currency", "externalCustomerId", "email", "phone",
+                "firstName", "lastName", "shipping", "discount", "taxes", "restoreUrl", "statusDescription",
+                "storeId", "source", "deliveryMethod", "paymentMethod", "deliveryAddress")
+MONEY_FIELDS = ("totalCost", "shipping", "discount", "taxes")
+ITEM_FIELDS = ("externalItemId", "quantity", "name", "category", "cost", "line_total", "url", "imageUrl", "description")
+REQUIRED = ("externalOrderId", "totalCost", "date", "status", "currency")
+UNTIMED = "dates have no UTC offset and no time zone is set: read as UTC (set timezone in the mapping or --timezone)"
+
+
+def load_mapping(path: Path | None) -> dict:
+    if path is None:
+        raise ConfigError("the generic preset needs a mapping file (--mapping FILE)")
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"mapping file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"mapping file {path} is not valid TOML: {e}") from None
+    _check_mapping(raw, path)
+    return raw
+
+
+def _check_mapping(raw: dict, path: Path) -> None:
+    where = f"mapping {Path(path).name}"
+    cols, items, defaults = raw.get("columns", {}), raw.get("items", {}), raw.get("defaults", {})
+    for k in cols:
+        if k not in ORDER_FIELDS and not k.startswith("additionalInfo."):
+            raise ConfigError(f"{where}: [columns] {k} is not an add-orders field ({', '.join(ORDER_FIELDS)}, "
+                              "additionalInfo.<name>)")
+    for k in items:
+        if k not in ITEM_FIELDS:
+            raise ConfigError(f"{where}: [items] {k} is not an item field ({', '.join(ITEM_FIELDS)})")
+    missing = [f for f in REQUIRED if f not in cols and f not in defaults]
+    if missing:
+        raise ConfigError(f"{where}: [columns] (or [defaults]) lacks {', '.join(missing)}")
+    if items and ("externalItemId" not in items or "quantity" not in items):
+        raise ConfigError(f"{where}: [items] needs externalItemId and quantity")
+    for k in ("delimiter", "encoding"):
+        if k in raw and not isinstance(raw[k], str):
+            raise ConfigError(f"{where}: {k} must be a string")
+    if raw.get("layout", "order") not in ("order", "item"):
+        raise ConfigError(f"{where}: layout must be \"order\" or \"item\"")
+    if raw.get("layout") == "item" and not items:
+        raise ConfigError(f"{where}: layout \"item\" needs an [items] table")
+    for v, s in raw.get("status", {}).items():
+        if str(s).upper() not in STATUSES:
+            raise ConfigError(f"{where}: [status] {v!r} = {s!r} is not one of {', '.join(STATUSES)}")
+
+
+class GenericMapping:
+    """A CSV laid out as the mapping file says."""
+
+    label = "CSV with a generic mapping"
+
+    def __init__(self, header: Header, mapping: dict, ctx: Context):
+        self.cols: dict[str, str] = dict(mapping.get("columns", {}))
+        self.item_cols: dict[str, str] = dict(mapping.get("items", {}))
+        header.require(sorted(set(self.cols.values()) | set(self.item_cols.values())), "file this mapping describes")
+        self.per_item = mapping.get("layout", "order") == "item"
+        self.defaults = dict(mapping.get("defaults", {}))
+        self.status_map = {str(k).strip().lower(): str(v).upper() for k, v in mapping.get("status", {}).items()}
+        self.seps = {"decimal_sep": mapping.get("decimal_separator", "."),
+                     "thousands_sep": mapping.get("thousands_separator", "")}
+        tz = ctx.tz or zone(mapping.get("timezone"), "mapping timezone")
+        self.dates = DateReader(mapping.get("date_format"), tz)
+        self.prefix = ctx.order_id_prefix
+        self.g = {c: header.getter(c) for c in set(self.cols.values()) | set(self.item_cols.values())}
+        self.key_column = self.cols.get("externalOrderId", "externalOrderId")
+        self._key = header.getter(self.key_column)
+
+    def key(self, cells: list[str]) -> str:
+        return self._key(cells).strip()
+
+    def value(self, cells: list[str], fld: str) -> str:
+        col = self.cols.get(fld)
+        v = self.g[col](cells).strip() if col else ""
+        return v or str(self.defaults.get(fld, ""))
+
+    def build(self, rows: list[Row]) -> Built:
+        c, first = Collector(), rows[0]
+        cells, line = first.cells, first.line
+        if self.per_item:
+            self._check_consistent(c, rows)
+        data: dict = {}
+        for f in ORDER_FIELDS:
+            raw = self.value(cells, f)
+            data[f] = self._field(c, line, f, raw) if raw else None
+        data["externalOrderId"] = f"{self.prefix}{self.key(cells)}"
+        data["additionalInfo"] = {k.split(".", 1)[1]: v for k in self.cols if k.startswith("additionalInfo.")
+                                  if (v := self.value(cells, k))}
+        notes = [UNTIMED] if self.dates.guessed else []
+        if self.item_cols:
+            data["items"] = [it for row in (rows if self.per_item else rows[:1]) if (it := self._item(c, row)) is not None]
+        for f in ("totalCost", "date", "currency", "status"):
+            if data.get(f) is None and not any(e.line == line and e.column == self.cols.get(f) for e in c.errors):
+                c.add(line, self.cols.get(f, f), f"is empty; the order needs {f}")
+        c.raise_if_any()
+        return Built(data, {**self.cols, **{f"items.{k}": v for k, v in self.item_cols.items()},
+                            "items": self.item_cols.get("externalItemId", "items"),
+                            "externalCustomerId/email/phone": "/".join(self.cols.get(f, f) for f in
+                                                                       ("externalCustomerId", "email", "phone") if f in self.cols)},
+                     None, notes)
+
+    def _field(self, c: Collector, line: int, f: str, raw: str):
+        col = self.cols.get(f, f"[defaults] {f}")
+        if f in MONEY_FIELDS:
+            return c.run(line, money, raw, col, **self.seps)
+        if f == "date":
+            return c.run(line, self.dates, raw, col)
+        if f == "status":
+            return self._status(c, line, col, raw)
+        return raw
+
+    def _status(self, c: Collector, line: int, col: str, raw: str) -> str | None:
+        if self.status_map:
+            mapped = self.status_map.get(raw.lower())
+            if mapped is None:
+                c.add(line, col, f"unknown status {show(raw)} (the mapping's [status] knows: "
+                      f"{', '.join(sorted(self.status_map))})")
+            return mapped
+        if raw.upper() not in STATUSES:
+            c.add(line, col, f"unknown status {show(raw)}: expected one of {', '.join(STATUSES)}, or add a [status] "
+                  "table to the mapping")
+            return None
+        return raw.upper()
+
+    def _item(self, c: Collector, row: Row) -> dict | None:
+        get = lambda k: self.g[self.item_cols[k]](row.cells).strip() if k in self.item_cols else ""   # noqa: E731
+        col = self.item_cols
+        qty = c.run(row.line, quantity, get("quantity"), col["quantity"], **self.seps)
+        ident = get("externalItemId")
+        if not ident:
+            c.add(row.line, col["externalItemId"], "is empty; every line item needs an id")
+        item = {k: get(k) or None for k in ("name", "category", "url", "imageUrl", "description") if k in col}
+        cost = c.run(row.line, optional_money, get("cost"), col.get("cost", "cost"), **self.seps)
+        line_total = c.run(row.line, optional_money, get("line_total"), col.get("line_total", "line_total"), **self.seps)
+        if qty is None or not ident:
+            return None
+        if cost is None and line_total is not None:
+            cost = line_total / qty
+        item.update({"externalItemId": ident, "quantity": qty})
+        if cost is not None:
+            item["cost"] = cost
+        return item
+
+    def _check_consistent(self, c: Collector, rows: list[Row]) -> None:
+        for f, col in self.cols.items():
+            get = self.g[col]
+            want = get(rows[0].cells).strip()
+            for row in rows[1:]:
+                got = get(row.cells).strip()
+                if got and got != want:
+                    c.add(row.line, col, f"inconsistent with line {rows[0].line} of the same order: "
+                          f"{show(got)} here, {show(want)} there")

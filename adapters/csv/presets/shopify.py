@@ -1,0 +1,260 @@
+"""Shopify admin "Export orders" CSV: one row per line item, order fields on the first row only.
+
+Facts used (reference/shopify.md section 5): 73 to 79+ columns that vary by export date (mapped by
+name), rows of an order grouped together and keyed by `Name`, `Id` on the first row only, dates like
+`2026-04-05 21:06:21 +0400`, `unfulfilled` for no fulfilment, no customer, product or line ids.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from connector.errors import ConfigError
+from connector.format import STATUSES
+from connector.money import minor_unit
+
+from adapters.csv.presets.base import Built, Collector, Header, OrderRejected, allocate_discount, reconciles
+from adapters.csv.reader import Row
+from adapters.csv.values import (CellError, DateReader, join_address, money, offset_date, optional_money, quantity, show,
+                                 split_name, spreadsheet_mangled)
+
+REQUIRED = ("Name", "Created at", "Currency", "Total", "Financial Status", "Lineitem quantity", "Lineitem name")
+
+FINANCIAL = {"pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided", "expired"}
+FULFILMENT = {"fulfilled", "unfulfilled", "partial", "restocked", ""}
+
+# Order-level columns: read from the first row; a later row of the same order may leave them blank
+# or repeat them, but must not contradict them.
+ORDER_COLUMNS = (
+    "Email", "Financial Status", "Paid at", "Fulfillment Status", "Fulfilled at", "Currency", "Subtotal",
+    "Shipping", "Taxes", "Total", "Discount Code", "Discount Amount", "Shipping Method", "Created at",
+    "Billing Name", "Billing Phone", "Shipping Name", "Shipping Address1", "Shipping Address2",
+    "Shipping City", "Shipping Zip", "Shipping Province", "Shipping Country", "Shipping Phone",
+    "Cancelled at", "Payment Method", "Id", "Phone",
+)
+ITEM_COLUMNS = ("Lineitem quantity", "Lineitem name", "Lineitem price", "Lineitem sku", "Lineitem discount")
+
+COLUMNS = {
+    "externalOrderId": "Id", "totalCost": "Total", "status": "Financial Status", "date": "Created at",
+    "currency": "Currency", "email": "Email", "phone": "Phone", "firstName": "Billing Name",
+    "lastName": "Billing Name", "shipping": "Shipping", "discount": "Discount Amount", "taxes": "Taxes",
+    "deliveryMethod": "Shipping Method", "paymentMethod": "Payment Method", "deliveryAddress": "Shipping Address1",
+    "items": "Lineitem name", "items.quantity": "Lineitem quantity", "items.cost": "Lineitem price",
+    "items.externalItemId": "Lineitem sku", "externalCustomerId/email/phone": "Email/Phone",
+}
+SHOPIFY_DATE = "%Y-%m-%d %H:%M:%S %z"
+
+
+# DESIGN.md section 3, top-down, first match wins. Tokens and `status_map` semantics are those of
+# adapters/shopify/translate.py (`cancelled` = Cancelled at set; `default` = everything else), so a
+# shop's status_map means the same for its CSV history and its API/webhook orders.
+DEFAULT_RULES: tuple[tuple[str, str], ...] = (
+    ("cancelled", "CANCELLED"), ("voided", "CANCELLED"), ("refunded", "CANCELLED"),
+    ("fulfilled", "DELIVERED"),
+    ("paid", "IN_PROGRESS"), ("authorized", "IN_PROGRESS"), ("partially_paid", "IN_PROGRESS"),
+    ("partially_refunded", "IN_PROGRESS"), ("partial", "IN_PROGRESS"),
+)
+FALLBACK_KEY = "default"
+_FULFILMENT_LIKE = ("fulfilled", "partial", "restocked", "unfulfilled")
+
+
+def status_rules(status_map: dict[str, str]) -> tuple[list[tuple[str, str]], str]:
+    """The ordered rules and the fallback for a shop's status_map (overrides in place, additions after)."""
+    overrides = {str(k).strip().lower(): str(v).strip().upper() for k, v in (status_map or {}).items()}
+    for k, v in overrides.items():
+        if v not in STATUSES:
+            raise ConfigError(f"status_map {k!r} = {v!r}; expected one of {', '.join(STATUSES)}")
+    rules = [(tok, overrides.get(tok, st)) for tok, st in DEFAULT_RULES]
+    listed = {tok for tok, _ in DEFAULT_RULES} | {FALLBACK_KEY}
+    extra = sorted((k for k in overrides if k not in listed), key=lambda k: 0 if k in _FULFILMENT_LIKE else 1)
+    return rules + [(k, overrides[k]) for k in extra], overrides.get(FALLBACK_KEY, "INITIALIZED")
+
+
+def shopify_status(financial: str, fulfilment: str, cancelled: bool,
+                   rules: list[tuple[str, str]] | None = None, fallback: str = "INITIALIZED") -> str:
+    tokens = {financial, fulfilment or "unfulfilled"} | ({"cancelled"} if cancelled else set())
+    return next((st for tok, st in (rules or DEFAULT_RULES) if tok in tokens), fallback)
+
+
+class ShopifyExport:
+    """The shopify preset bound to one file's header."""
+
+    label = "Shopify orders export"
+    key_column = "Name"
+
+    def __init__(self, header: Header, prefix: str = "", status_map: dict[str, str] | None = None):
+        header.require(REQUIRED, "Shopify orders export")
+        self.header = header
+        self.prefix = prefix
+        self.rules, self.fallback = status_rules(status_map or {})
+        self.known = FINANCIAL | {k.strip().lower() for k in (status_map or {})}
+        self.has_id = "Id" in header
+        self.has_price = "Lineitem price" in header
+        self.pick_order = header.picker(ORDER_COLUMNS)
+        self.pick_item = header.picker(ITEM_COLUMNS)
+        self._name = header.position("Name")
+        self._slow_dates = DateReader(SHOPIFY_DATE)
+
+    def key(self, cells: list[str]) -> str:
+        return cells[self._name].strip()
+
+    def date(self, text: str, column: str) -> datetime:
+        return offset_date(text, column, self._slow_dates)
+
+    def build(self, rows: list[Row]) -> Built:
+        c = Collector()
+        first = rows[0]
+        values = [x.strip() for x in self.pick_order(first.cells)]
+        v = dict(zip(ORDER_COLUMNS, values))
+        self._check_first_row(c, first, v)
+        if len(rows) > 1:
+            self._check_consistent(c, rows, values)
+        items, line_discounts, qty_total = self._items(c, rows)
+        currency = v["Currency"].upper()
+        data, notes = self._order(c, first.line, v, currency, self.key(first.cells))
+        c.raise_if_any()
+        self._set_item_costs(items, (data.get("discount") or Decimal(0)) - line_discounts)
+        data["items"] = items
+        notes += self._reconcile(data, items, qty_total, currency)
+        return Built(data, COLUMNS, self._updated_at(data["date"], v), notes)
+
+    # ---- order level -------------------------------------------------------------------
+
+    def _check_first_row(self, c: Collector, first: Row, v: dict) -> None:
+        if not v["Financial Status"] and not v["Total"] and not v["Currency"]:
+            c.add(first.line, "Financial Status", f"the first row of order {self.key(first.cells)} lacks the "
+                  "order-level fields (Financial Status, Currency, Total): rows of one order must be together, "
+                  "with the order's first row first")
+            raise OrderRejected(c.errors)
+
+    def _check_consistent(self, c: Collector, rows: list[Row], values: list[str]) -> None:
+        """A later row may leave order-level cells blank or repeat them, never contradict them."""
+        for row in rows[1:]:
+            later = self.pick_order(row.cells)
+            for i in [i for i, x in enumerate(later) if x and x != values[i] and x.strip() != values[i]]:
+                c.add(row.line, ORDER_COLUMNS[i], f"inconsistent with line {rows[0].line} of the same order: "
+                      f"{show(later[i].strip())} here, {show(values[i])} there")
+
+    def _status(self, c: Collector, line: int, v: dict) -> str:
+        financial, fulfilment = v["Financial Status"].lower(), v["Fulfillment Status"].lower()
+        if not financial:
+            c.add(line, "Financial Status", "is empty on the order's first row")
+        elif financial not in self.known:
+            c.add(line, "Financial Status", f"unknown status {show(v['Financial Status'])} "
+                  f"(expected one of {', '.join(sorted(FINANCIAL))}, or a status_map entry)")
+        if fulfilment not in FULFILMENT and fulfilment not in self.known:
+            c.add(line, "Fulfillment Status", f"unknown status {show(v['Fulfillment Status'])} "
+                  "(expected fulfilled, unfulfilled, partial or restocked)")
+        cancelled = bool(v["Cancelled at"]) and c.run(line, self.date, v["Cancelled at"], "Cancelled at") is not None
+        return shopify_status(financial, fulfilment, cancelled, self.rules, self.fallback)
+
+    def _order(self, c: Collector, line: int, v: dict, currency: str, name: str) -> tuple[dict, list[str]]:
+        notes: list[str] = []
+        oid = v["Id"]
+        if oid and not oid.isdigit():
+            c.add(line, "Id", f"{show(oid)} is not a Shopify order id (digits only)"
+                  + (": a spreadsheet rounded it; export again and import without opening it in Excel,"
+                     " or format the column as text" if spreadsheet_mangled(oid) else ""))
+        if not oid:
+            # Without Id the order cannot dedupe with API and webhook data (reference/shopify.md section 5).
+            oid = name.lstrip("#")
+            notes.append("no Id column: Name used as the order id" if not self.has_id else "Id empty: Name used as the order id")
+        first, last = split_name(v["Billing Name"] or v["Shipping Name"])
+        data = {
+            "externalOrderId": f"{self.prefix}{oid}",
+            "totalCost": c.run(line, money, v["Total"], "Total"),
+            "status": self._status(c, line, v),
+            "date": c.run(line, self.date, v["Created at"], "Created at"),
+            "currency": currency,
+            "email": v["Email"] or None,
+            "phone": self._phone(c, line, v),
+            "firstName": first, "lastName": last,
+            "shipping": c.run(line, optional_money, v["Shipping"], "Shipping"),
+            "discount": c.run(line, optional_money, v["Discount Amount"], "Discount Amount"),
+            "taxes": c.run(line, optional_money, v["Taxes"], "Taxes"),
+            "deliveryMethod": v["Shipping Method"] or None,
+            "paymentMethod": v["Payment Method"] or None,
+            "deliveryAddress": join_address([v[k] for k in ("Shipping Address1", "Shipping Address2", "Shipping City",
+                                                            "Shipping Zip", "Shipping Province", "Shipping Country")]),
+            "additionalInfo": self._info(v, name),
+        }
+        if not data["email"] and not self._digits(data["phone"]):
+            c.add(line, "Email/Phone", "no contact id: Email is empty and no Phone, Billing Phone or Shipping Phone "
+                  "has 5 digits or more")
+        return data, notes
+
+    @staticmethod
+    def _phone(c: Collector, line: int, v: dict) -> str | None:
+        for col in ("Phone", "Billing Phone", "Shipping Phone"):
+            if spreadsheet_mangled(v[col]):
+                c.add(line, col, f"{show(v[col])}: a spreadsheet turned the phone into a rounded number; "
+                      "export again, or format the column as text")
+        return v["Phone"] or v["Billing Phone"] or v["Shipping Phone"] or None
+
+    @staticmethod
+    def _digits(phone: str | None) -> int:
+        return sum(ch.isdigit() for ch in phone or "") >= 5
+
+    @staticmethod
+    def _info(v: dict, name: str) -> dict:
+        info = {"orderNumber": name}
+        if v["Discount Code"]:
+            info["discountCode"] = v["Discount Code"]
+        return info
+
+    def _updated_at(self, created: datetime, v: dict) -> datetime:
+        """The latest event the export shows; an API version newer than it wins in the outbox."""
+        latest = created
+        for col in ("Paid at", "Fulfilled at", "Cancelled at"):
+            if v[col]:
+                try:
+                    latest = max(latest, self.date(v[col], col))
+                except CellError:
+                    pass            # Paid at / Fulfilled at are informational; Cancelled at was checked
+        return latest
+
+    # ---- items -------------------------------------------------------------------------
+
+    def _items(self, c: Collector, rows: list[Row]) -> tuple[list[dict], Decimal, Decimal]:
+        """One item per row; also the sum of line discounts and of quantities."""
+        items, discounts, qty_total = [], Decimal(0), Decimal(0)
+        for row in rows:
+            line = row.line
+            raw_qty, name, raw_price, sku, raw_discount = self.pick_item(row.cells)
+            name, sku = name.strip(), sku.strip()
+            qty = c.run(line, quantity, raw_qty, "Lineitem quantity")
+            price = c.run(line, money, raw_price, "Lineitem price") if self.has_price else None
+            line_discount = c.run(line, optional_money, raw_discount, "Lineitem discount") or Decimal(0)
+            if not (sku or name):
+                c.add(line, "Lineitem name", "the line item has neither a name nor a SKU")
+            if qty is None:
+                continue
+            net = max(price * qty - line_discount, Decimal(0)) if price is not None else None
+            items.append({"externalItemId": sku or name, "name": name or None, "quantity": qty, "_net": net})
+            discounts += line_discount
+            qty_total += qty
+        return items, discounts, qty_total
+
+    @staticmethod
+    def _set_item_costs(items: list[dict], order_discount: Decimal) -> None:
+        """cost = unit price after discounts: the line's own discount, then the order-level rest pro rata.
+
+        The export's `Discount Amount` is the order's total discount while `Lineitem discount` stays
+        0.00 for an order-level code (fixture #71737: 600 + 1400 − 400 = Subtotal 1600), so the part
+        not on the lines is spread over them; otherwise Σ cost × quantity would exceed the total.
+        """
+        nets = [i.pop("_net") for i in items]
+        if any(n is None for n in nets):
+            return                  # no Lineitem price column: cost is optional, leave it out
+        for item, net in zip(items, allocate_discount(nets, order_discount)):
+            item["cost"] = net / item["quantity"]
+
+    def _reconcile(self, data: dict, items: list[dict], qty_total: Decimal, currency: str) -> list[str]:
+        if not items or any("cost" not in i for i in items):
+            return []
+        lines = sum(i["cost"] * i["quantity"] for i in items)
+        minor = Decimal(1).scaleb(-minor_unit(currency))
+        if reconciles(data["totalCost"], lines, data.get("shipping"), data.get("taxes"), int(qty_total), minor):
+            return []
+        # One fixed text, so the summary counts these instead of listing every order.
+        return ["does not reconcile: Σ item cost × quantity + Shipping (+ Taxes) ≠ Total (sent anyway)"]

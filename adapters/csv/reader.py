@@ -1,0 +1,114 @@
+"""Streaming CSV reading: encoding checks, physical line numbers, one row at a time.
+
+A row is reported by the physical line it starts on (the header is line 1), so a cell with
+quoted newlines (Shopify `Note Attributes`) does not shift the numbers of the rows after it.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+from connector.errors import OrderbridgeError
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_SCAN_BLOCK = 1 << 20
+# Shopify's Note Attributes and WooCommerce's line_item_N cells can be long; csv's 128 KiB default is not enough.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class CsvUnreadable(OrderbridgeError):
+    """The file cannot be imported at all (missing, wrong encoding, no usable header): exit 2."""
+
+
+class Row(NamedTuple):
+    line: int                 # physical line the row starts on; the header is line 1
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    encoding: str             # the codec actually used (a BOM decides over the one asked for)
+    delimiter: str
+    bom: bool
+
+
+def sniff_encoding(path: Path, asked: str | None) -> tuple[str, bool]:
+    """The codec to read with: a BOM wins; else the one asked for; else UTF-8 (checked first)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec, True
+    return (asked or "utf-8"), False
+
+
+def check_utf8(path: Path) -> None:
+    """Refuse a file that is not UTF-8 before anything is imported, naming the first bad line.
+
+    Exports opened and saved in Excel on Windows are usually cp1252; guessing would silently
+    turn `é` into `Ã©` in names, so the user chooses with --encoding.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_SCAN_BLOCK), b""):
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                at = max(0, e.start - pending)
+                line = lines_before + block[:at].count(b"\n") + 1
+                raise CsvUnreadable(
+                    f"{path.name}: line {line} is not UTF-8 (byte 0x{block[at]:02x}); the file was probably "
+                    f"saved by Excel on Windows: try --encoding cp1252") from None
+            lines_before += block.count(b"\n")
+
+
+def open_text(path: Path, encoding: str):
+    try:
+        return open(path, "r", encoding=encoding, newline="")
+    except LookupError:
+        raise CsvUnreadable(f"unknown encoding {encoding!r} (e.g. utf-8, cp1252, latin-1)") from None
+    except OSError as e:
+        raise CsvUnreadable(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_rows(f, delimiter: str, name: str) -> Iterator[Row]:
+    """Rows with the physical line each starts on; the header row comes first (line 1)."""
+    reader = csv.reader(f, delimiter=delimiter)
+    end = 0
+    try:
+        for cells in reader:
+            start, end = end + 1, reader.line_num
+            if cells:
+                yield Row(start, cells)
+    except UnicodeDecodeError as e:
+        raise CsvUnreadable(f"{name}: line {end + 1} cannot be decoded as {e.encoding} "
+                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding") from None
+    except csv.Error as e:
+        raise CsvUnreadable(f"{name}: line {end + 1}: {e}") from None
+
+
+def normalise_delimiter(value: str | None) -> str:
+    if value in (None, ""):
+        return ","
+    named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+    value = named.get(value.lower(), value)
+    if len(value) != 1:
+        raise CsvUnreadable(f"--delimiter must be one character (or tab, semicolon, comma, pipe); got {value!r}")
+    return value
+
+
+def open_csv(path: Path, encoding: str | None, delimiter: str | None) -> tuple[Dialect, object]:
+    """Check and open the file; returns its dialect and an open text handle (the caller closes it)."""
+    if not path.is_file():
+        raise CsvUnreadable(f"{path}: no such file")
+    codec, bom = sniff_encoding(path, encoding)
+    if codec.replace("_", "-").lower() in ("utf-8", "utf8"):
+        check_utf8(path)
+        codec = "utf-8-sig"       # also drops a BOM that sniffing did not see
+    return Dialect(codec, normalise_delimiter(delimiter), bom), open_text(path, codec)

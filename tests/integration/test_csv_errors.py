@@ -1,0 +1,191 @@
+"""Broken rows of every kind, encodings, exit codes and the rejected-rows file, through the real CLI."""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+
+from daemon.cli import main
+
+EXTRA = Path(__file__).parents[1] / "fixtures" / "csv_extra"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "csv" / "shopify_orders_export_2026.csv"
+
+
+@pytest.fixture
+def cli(tmp_path, capsys):
+    cfg = tmp_path / "orderbridge.toml"
+    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n\n'
+                   '[[shops]]\nname = "legacy"\nplatform = "csv"\n\n'
+                   '[[shops]]\nname = "main"\nplatform = "shopify"\norder_id_prefix = "s1-"\n')
+
+    def run(*args):
+        code = main(["--config", str(cfg), "import-csv", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def copy(tmp_path, name, src=EXTRA):
+    dst = tmp_path / name
+    shutil.copy(src / name, dst)
+    return dst
+
+
+# line → (column, words in the reason): one of each kind of mistake (see the fixture's comments)
+BROKEN = {
+    12: ("Created at", "not a date"),
+    22: ("Financial Status", "unknown status 'payed'"),
+    32: ("Email/Phone", "no contact id"),
+    42: ("Total", "not a number: '1.500,00'"),
+    62: ("Currency", "inconsistent with line 52"),
+    73: ("Lineitem quantity", "not a number: 'two'"),
+    74: ("Email", "not an email address"),
+    84: ("Currency", "ISO 4217"),
+    94: ("Financial Status", "rows of one order must be together"),
+    95: ("Name", "is empty"),
+    105: ("row", "81 cells but the header has 79"),
+}
+
+
+def test_every_broken_row_is_named_by_line_column_and_reason(cli, tmp_path):
+    f = copy(tmp_path, "shopify_broken.csv")
+    code, out, err = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 1
+    for line, (column, words) in BROKEN.items():
+        msg = next((m for m in err.splitlines() if m.startswith(f"line {line}, ")), "")
+        assert msg.startswith(f"line {line}, {column}: ") and words in msg, (line, msg)
+    assert "enqueued:  2 orders" in out          # #1 and #13 (two rows) are good
+    assert "rejected:  13 rows (11 orders)" in out
+    assert "some rows were rejected" in out
+
+
+def test_rejected_file_keeps_original_columns_and_every_row_of_a_rejected_order(cli, tmp_path):
+    f = copy(tmp_path, "shopify_broken.csv")
+    cli(f, "--shop", "legacy", "--preset", "shopify")
+    rejected = tmp_path / "shopify_broken.rejected.csv"
+    rows = list(csv.reader(rejected.open(newline="", encoding="utf-8")))
+    header = next(csv.reader(f.open(newline="", encoding="utf-8")))
+    assert rows[0] == header + ["import error"]
+    names = [r[0] for r in rows[1:]]
+    assert names == ["#2", "#3", "#4", "#5", "#6", "#6", "#7", "#7", "#8", "#9", "#10", "", "#12"]
+    seven = [r for r in rows if r[0] == "#7"]
+    assert seven[0][79].startswith("rejected with its order (line 73, Lineitem quantity")
+    assert seven[1][79] == "Lineitem quantity: not a number: 'two'"
+    assert "First name: Redacted Name1\nPhone number" in rows[1][45]     # multi-line cell kept intact
+    assert rows[-1][80:] == ["oops", "extra"]
+
+
+def test_fixed_rejected_file_imports_and_the_stale_report_goes(cli, tmp_path):
+    f = copy(tmp_path, "shopify_broken.csv")
+    cli(f, "--shop", "legacy", "--preset", "shopify")
+    rejected = tmp_path / "shopify_broken.rejected.csv"
+    rows = list(csv.reader(rejected.open(newline="", encoding="utf-8")))
+    fixed = [r for r in rows if r[0] in ("Name", "#3")]
+    fixed[1][2] = "paid"
+    with (tmp_path / "fixed.csv").open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(fixed)
+    code, out, _ = cli(tmp_path / "fixed.csv", "--shop", "legacy", "--preset", "shopify")
+    assert code == 0 and "enqueued:  1 orders" in out
+    code, _, _ = cli(rejected, "--shop", "legacy", "--preset", "shopify")      # the unfixed rest, again
+    again = list(csv.reader((tmp_path / "shopify_broken.rejected.rejected.csv").open(newline="", encoding="utf-8")))
+    assert code == 1 and again[0] == rows[0] and len(again) == len(rows)       # one error column, not two
+    (tmp_path / "fixed.rejected.csv").write_text("old report")
+    cli(tmp_path / "fixed.csv", "--shop", "legacy", "--preset", "shopify")
+    assert not (tmp_path / "fixed.rejected.csv").exists()
+
+
+def test_bom_crlf_and_the_73_column_header(cli, tmp_path):
+    f = copy(tmp_path, "shopify_73col_bom_crlf.csv")
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 0
+    assert '"firstName": "Zoë"' in out and '"name": "Crème brûlée set"' in out
+    assert '"status": "DELIVERED"' in out and '"status": "CANCELLED"' in out      # fulfilled; refunded + cancelled
+    assert '"deliveryAddress": "Paris, 75008, FR"' in out                           # Excel's apostrophe dropped
+    assert '"cost": 13.5' in out                                                    # (2 × 15 − 3) / 2
+
+
+def test_cp1252_is_named_then_read_with_encoding(cli, tmp_path):
+    f = copy(tmp_path, "shopify_73col_cp1252.csv")
+    code, out, err = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 2
+    assert "line 2 is not UTF-8" in err and "--encoding cp1252" in err
+    assert not (tmp_path / "c.db").exists() or "enqueued" not in out                # nothing imported
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--encoding", "cp1252", "--dry-run")
+    assert code == 0 and '"firstName": "Joël"' in out and '"name": "Café noir"' in out
+
+
+def test_unreadable_files_exit_2_with_the_reason(cli, tmp_path):
+    code, _, err = cli(tmp_path / "nope.csv", "--shop", "legacy", "--preset", "shopify")
+    assert code == 2 and "no such file" in err
+    (tmp_path / "empty.csv").write_text("")
+    code, _, err = cli(tmp_path / "empty.csv", "--shop", "legacy", "--preset", "shopify")
+    assert code == 2 and "empty" in err
+    (tmp_path / "semi.csv").write_text("Name;Email;Total\n#1;a@b.co;5\n")
+    code, _, err = cli(tmp_path / "semi.csv", "--shop", "legacy", "--preset", "shopify")
+    assert code == 2 and "is the delimiter" in err and "--delimiter" in err
+    code, _, err = cli(FIXTURE, "--shop", "nosuch", "--preset", "shopify")
+    assert code == 2 and "no shop named 'nosuch'" in err
+    code, _, err = cli(FIXTURE, "--shop", "legacy")
+    assert code == 2 and "--preset" in err
+
+
+def test_any_platform_is_allowed_and_its_prefix_applies(cli, tmp_path):
+    f = copy(tmp_path, "shopify_orders_export_2026.csv", FIXTURE.parent)
+    code, out, _ = cli(f, "--shop", "main", "--dry-run")          # platform shopify → shopify preset
+    assert code == 0 and '"externalOrderId": "s1-16718484078961"' in out
+
+
+def test_dry_run_touches_no_outbox_and_reimport_is_a_no_op(cli, tmp_path):
+    f = copy(tmp_path, "shopify_orders_export_2026.csv", FIXTURE.parent)
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 0 and "would enqueue: 5 orders" in out and '"orderNumber": "#71733"' in out
+    assert not (tmp_path / "c.db").exists()
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 0 and "enqueued:  5 orders" in out
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 0 and "enqueued:  0 orders" in out and "unchanged: 5 orders" in out
+
+
+def test_dry_run_still_writes_the_rejected_report(cli, tmp_path):
+    f = copy(tmp_path, "shopify_broken.csv")
+    code, _, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 1 and (tmp_path / "shopify_broken.rejected.csv").exists()
+
+
+def test_an_order_without_id_falls_back_to_name_and_says_so(cli, tmp_path):
+    rows = list(csv.reader(FIXTURE.open(newline="", encoding="utf-8")))
+    i = rows[0].index("Id")
+    trimmed = [[c for j, c in enumerate(r) if j != i] for r in rows]
+    with (tmp_path / "noid.csv").open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(trimmed)
+    code, out, _ = cli(tmp_path / "noid.csv", "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 0 and '"externalOrderId": "71733"' in out
+    assert "5 orders: no Id column: Name used as the order id" in out
+
+
+def test_an_order_whose_rows_are_split_is_caught(cli, tmp_path):
+    rows = list(csv.reader(FIXTURE.open(newline="", encoding="utf-8")))
+    # #71737's continuation row moved to the end, after a repeat of #71733's full row
+    split = [rows[0], rows[5], rows[1], rows[6], rows[1]]
+    with (tmp_path / "split.csv").open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out, lineterminator="\n").writerows(split)
+    code, out, err = cli(tmp_path / "split.csv", "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 1
+    assert "line 22, Name: order #71737 already appeared at line 2" in err
+    assert "line 23, Name: order #71733 already appeared at line 12" in err
+    assert "would enqueue: 2 orders" in out
+
+
+def test_ids_and_phones_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
+    rows = list(csv.reader(FIXTURE.open(newline="", encoding="utf-8")))
+    h = {n: i for i, n in enumerate(rows[0])}
+    rows[1][h["Id"]] = "1.67185E+13"
+    rows[11 - 9][h["Phone"]] = "8.80170E+12"          # data row 2 (#71734)
+    with (tmp_path / "excel.csv").open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out, lineterminator="\n").writerows(rows)
+    code, _, err = cli(tmp_path / "excel.csv", "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 1
+    assert "line 2, Id: '1.67185E+13' is not a Shopify order id (digits only): a spreadsheet rounded it" in err
+    assert "line 12, Phone: '8.80170E+12': a spreadsheet turned the phone into a rounded number" in err

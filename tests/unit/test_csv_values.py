@@ -1,0 +1,82 @@
+"""Cell readers and the streaming reader of the CSV adapter: pure, no database."""
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapters.csv.presets.base import allocate_discount
+from adapters.csv.reader import read_rows
+from adapters.csv.values import CellError, DateReader, join_address, money, offset_date, quantity, split_name
+
+
+@pytest.mark.parametrize("text, kw, want", [
+    ("1500.00", {}, Decimal("1500.00")),
+    ("163056", {}, Decimal("163056")),
+    (" 4.95 ", {}, Decimal("4.95")),
+    ("1.234,50", {"decimal_sep": ",", "thousands_sep": "."}, Decimal("1234.50")),
+    ("1 234,50", {"decimal_sep": ",", "thousands_sep": " "}, Decimal("1234.50")),
+    ("12,5", {"decimal_sep": ","}, Decimal("12.5")),
+])
+def test_money_reads(text, kw, want):
+    assert money(text, "Total", **kw) == want
+
+
+@pytest.mark.parametrize("text, kw, words", [
+    ("", {}, "is empty"),
+    ("abc", {}, "not a number: 'abc'"),
+    ("1,500.00", {}, "not a number"),
+    ("-5", {}, "must not be negative"),
+    ("NaN", {}, "not a finite number"),
+    ("5.00", {"decimal_sep": ",", "thousands_sep": "."}, "thousands separator"),     # would read as 500
+    ("5.5", {"decimal_sep": ","}, "decimal separator ','"),
+])
+def test_money_refuses_with_the_reason(text, kw, words):
+    with pytest.raises(CellError) as e:
+        money(text, "Total", **kw)
+    assert e.value.column == "Total" and words in e.value.reason
+
+
+def test_quantity_must_be_positive():
+    with pytest.raises(CellError, match="more than 0"):
+        quantity("0", "Lineitem quantity")
+    with pytest.raises(CellError, match="is empty"):
+        quantity("", "Lineitem quantity")
+
+
+def test_shopify_dates_keep_their_offset():
+    slow = DateReader("%Y-%m-%d %H:%M:%S %z")
+    dt = offset_date("2025-05-11 09:55:16 -0400", "Created at", slow)
+    assert dt.isoformat() == "2025-05-11T09:55:16-04:00"
+    assert offset_date("2026-04-05 21:06:21 +0530", "x", slow).utcoffset() == timedelta(hours=5, minutes=30)
+    with pytest.raises(CellError, match="not a date"):
+        offset_date("2025-13-11 09:55:16 -0400", "Created at", slow)
+    with pytest.raises(CellError, match="not a date"):
+        offset_date("11/05/2025", "Created at", slow)
+
+
+def test_naive_dates_take_the_zone_or_say_they_guessed():
+    berlin = DateReader(None, ZoneInfo("Europe/Berlin"))
+    assert berlin("2024-07-01 12:00:00", "date").isoformat() == "2024-07-01T12:00:00+02:00"
+    assert not berlin.guessed
+    utc = DateReader()
+    assert utc("2024-07-01 12:00:00", "date").tzinfo == timezone.utc and utc.guessed
+    assert utc("2024-07-01T12:00:00+03:00", "date").utcoffset() == timedelta(hours=3) and not utc.guessed
+
+
+def test_names_addresses_and_discount_spread():
+    assert split_name("RedactedName4 -") == ("RedactedName4", None)
+    assert split_name("Jane Q Doe") == ("Jane", "Q Doe")
+    assert join_address(["1 Rue", "", "Paris", "'75008", "-", "FR"]) == "1 Rue, Paris, 75008, FR"
+    assert allocate_discount([Decimal(600), Decimal(1400)], Decimal(400)) == [Decimal(480), Decimal(1120)]
+    assert allocate_discount([Decimal(10)], Decimal(0)) == [Decimal(10)]
+
+
+def test_rows_carry_the_physical_line_they_start_on():
+    text = 'a,b\r\n1,"two\nlines"\n\n3,x\r4,"y\r\nz"\n5,w'
+    rows = list(read_rows(io.StringIO(text, newline=""), ",", "t.csv"))
+    assert [(r.line, r.cells[0]) for r in rows] == [(1, "a"), (2, "1"), (5, "3"), (6, "4"), (8, "5")]
+    assert rows[1].cells[1] == "two\nlines"

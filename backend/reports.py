@@ -1,0 +1,341 @@
+"""Reports from DELIVERED orders: the RFM grid and revenue attributed to workflow messages.
+
+Every function takes an open SQLAlchemy connection or session and the moment to report at
+(`now` / `at`), so a report is reproducible. Orders count by their own `date`, never by the
+time they arrived. Money is summed per currency and rounded to its minor unit.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections import OrderedDict, defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from backend.storage import Contact, Event, StoredOrder
+from backend.workflows import storage as wf_storage
+from connector.money import round_money
+
+DELIVERED = "DELIVERED"
+MONTH = timedelta(days=30)        # DESIGN.md section 5: months are 30 days
+
+# (label, lower edge of recency). A bin holds its lower edge: exactly 2 weeks is "2w-1m".
+RECENCY_BINS = (("<2w", timedelta(0)), ("2w-1m", timedelta(days=14)), ("1m-3m", MONTH),
+                ("3m-6m", 3 * MONTH), ("6m-12m", 6 * MONTH), (">12m", 12 * MONTH))
+# (label, lowest number of delivered orders). Contacts with none are counted in `noPurchase`.
+FREQUENCY_BINS = (("1", 1), ("2", 2), ("3-4", 3), ("5+", 5))
+
+DEFAULT_WINDOW_DAYS = 5
+# Message states that mean "it reached the channel" (`stored`: the store channel keeps it);
+# a failed send, or one still in the air, earns no revenue.
+SENT_MESSAGE_STATES = ("sent", "stored")
+
+orders = StoredOrder.__table__
+contacts = Contact.__table__
+
+
+def messages_table() -> sa.Table:
+    """The workflow engine's messages table (backend/workflows/storage.py)."""
+    from backend.workflows.storage import messages
+    return messages
+
+
+def workflows_table() -> sa.Table:
+    from backend.workflows.storage import definitions
+    return definitions
+
+
+# --- small helpers ---------------------------------------------------------------------------
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime, as the date columns take them (a naive value is taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def iso_utc(moment: datetime) -> str:
+    """A stored (naive UTC) or aware datetime as ISO 8601 with the UTC offset."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def money(total, currency: str) -> float:
+    """A SQL sum as a JSON number rounded to the currency's minor unit."""
+    return float(round_money(Decimal(repr(float(total or 0))), currency))
+
+
+def money_map(sums: dict[str, float]) -> dict[str, float]:
+    return {cur: money(v, cur) for cur, v in sorted(sums.items())}
+
+
+def average_map(sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+    return {cur: money(sums[cur] / counts[cur], cur) for cur in sorted(sums) if counts.get(cur)}
+
+
+def dialect_of(conn) -> str:
+    bind = conn.get_bind() if hasattr(conn, "get_bind") else conn
+    return bind.dialect.name
+
+
+def delivered_until(at: datetime):
+    """The WHERE clause of every report: delivered orders dated no later than `at`."""
+    return sa.and_(orders.c.status == DELIVERED, orders.c.date <= at)
+
+
+# --- RFM -------------------------------------------------------------------------------------
+
+# Index-only scans for the reports and segments: delivered orders by contact, with the columns
+# they sum and compare (the orders rows themselves are wide: they hold the JSON payload).
+# The UI's and the revenue report's reads of the workflow engine's tables get theirs here too.
+REPORT_INDEXES = (
+    sa.Index("ix_orders_report", orders.c.status, orders.c.contact_id, orders.c.currency,
+             orders.c.date, orders.c.total_cost),
+    sa.Index("ix_messages_attribution", wf_storage.messages.c.contact_id, wf_storage.messages.c.created_at,
+             wf_storage.messages.c.status, wf_storage.messages.c.workflow_id),
+    sa.Index("ix_workflow_runs_tab", wf_storage.runs.c.workflow_id, wf_storage.runs.c.state, wf_storage.runs.c.id),
+)
+
+
+def raw_date(column):
+    """A date column without SQLAlchemy's per-row datetime parsing (the text on SQLite, a datetime
+    from the driver on PostgreSQL): binning 20k contacts must not parse 20k dates."""
+    return sa.type_coerce(column, sa.String)
+
+
+def comparable(moment: datetime, sample):
+    """`moment` in the form raw dates come back in (see raw_date)."""
+    if isinstance(sample, str):
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return moment if getattr(sample, "tzinfo", None) is not None else moment.replace(tzinfo=None)
+
+
+def contact_totals(conn, at: datetime) -> dict[int, list]:
+    """One grouped, index-only pass over the delivered orders up to `at`.
+
+    contact id → [last order date (raw, see raw_date), order count, {currency: (sum, count)}].
+    Plain lists, not objects: this runs for every contact on every RFM request.
+    """
+    q = (sa.select(orders.c.contact_id, orders.c.currency, raw_date(sa.func.max(orders.c.date)),
+                   sa.func.count(), sa.func.sum(orders.c.total_cost))
+         .where(delivered_until(at), orders.c.contact_id.is_not(None))
+         .group_by(orders.c.contact_id, orders.c.currency))
+    out: dict[int, list] = {}
+    for cid, cur, last, n, total in conn.execute(q).all():
+        t = out.get(cid)
+        if t is None:
+            out[cid] = [last, n, {cur: (total or 0.0, n)}]
+        else:
+            if last > t[0]:
+                t[0] = last
+            t[1] += n
+            t[2][cur] = (total or 0.0, n)
+    return out
+
+
+# frequency index by order count (5 and more: the last bin)
+_FREQ = [next(i for i, (_, low) in reversed(list(enumerate(FREQUENCY_BINS))) if n >= low) if n else 0
+         for n in range(FREQUENCY_BINS[-1][1])]
+
+
+class Binner:
+    """Places a contact's (raw last date, order count) in its RFM cell (recency, frequency) indexes."""
+
+    def __init__(self, at: datetime, sample):
+        # recency < edge ⇔ last > at - edge; ascending limits, so a bin holds its lower edge
+        self.limits = [comparable(at - edge, sample) for _, edge in reversed(RECENCY_BINS[1:])]
+        self.top = len(RECENCY_BINS) - 1
+
+    def cell(self, last, n: int) -> tuple[int, int]:
+        r = self.top - bisect_left(self.limits, last)
+        return r, (_FREQ[n] if n < len(_FREQ) else len(FREQUENCY_BINS) - 1)
+
+
+def cells_of(totals: dict[int, list], at: datetime) -> dict[int, tuple[int, int]]:
+    """contact id → (recency index, frequency index)."""
+    if not totals:
+        return {}
+    binner = Binner(at, next(iter(totals.values()))[0])
+    return {cid: binner.cell(t[0], t[1]) for cid, t in totals.items()}
+
+
+def rfm_cell_members(conn, at: datetime, recency: int, frequency: int) -> list[int]:
+    """The ids of the contacts in one RFM cell, ascending (the UI's "contacts of this cell")."""
+    at = as_utc(at)
+    cells = cells_of(contact_totals(conn, at), at)
+    return sorted(cid for cid, rf in cells.items() if rf == (recency, frequency))
+
+
+def cell_json(r: int, f: int, acc: list | None) -> dict:
+    contacts_n, sums, counts = acc or (0, {}, {})
+    return {"recency": RECENCY_BINS[r][0], "frequency": FREQUENCY_BINS[f][0], "contacts": contacts_n,
+            "revenue": money_map(sums), "averageCheck": average_map(sums, counts)}
+
+
+def rfm(conn, at: datetime | None = None) -> dict:
+    """The RFM grid at `at` (default now): contacts, revenue and average check per cell."""
+    at = as_utc(at or datetime.now(timezone.utc))
+    totals = contact_totals(conn, at)
+    grid: dict = {}
+    if totals:
+        binner = Binner(at, next(iter(totals.values()))[0])
+        for last, n, per_currency in totals.values():
+            acc = grid.get(key := binner.cell(last, n))
+            if acc is None:
+                acc = grid[key] = [0, defaultdict(float), defaultdict(int)]
+            acc[0] += 1
+            for cur, (total, k) in per_currency.items():
+                acc[1][cur] += total
+                acc[2][cur] += k
+    # erased contacts stay (anonymous) so that counts do not change when a person is forgotten
+    everyone = conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one()
+    return {"at": iso_utc(at), "recencyBins": [b for b, _ in RECENCY_BINS],
+            "frequencyBins": [b for b, _ in FREQUENCY_BINS],
+            "cells": [cell_json(r, f, grid.get((r, f))) for f in range(len(FREQUENCY_BINS))
+                      for r in range(len(RECENCY_BINS))],
+            "noPurchase": everyone - len(totals)}
+
+
+def rfm_cell_of(conn, contact_id: int, at: datetime | None = None) -> dict | None:
+    """The RFM cell one contact sits in (None without a delivered order), for the contact card."""
+    at = as_utc(at or datetime.now(timezone.utc))
+    row = conn.execute(sa.select(sa.func.max(orders.c.date), sa.func.count())
+                       .where(delivered_until(at), orders.c.contact_id == contact_id)).one()
+    last, n = row
+    if not n:
+        return None
+    recency = at - as_utc(last)
+    r = max(i for i, (_, edge) in enumerate(RECENCY_BINS) if recency >= edge)
+    f = max(i for i, (_, low) in enumerate(FREQUENCY_BINS) if n >= low)
+    return {"recency": RECENCY_BINS[r][0], "frequency": FREQUENCY_BINS[f][0], "r": r, "f": f,
+            "orders": n, "lastOrderAt": iso_utc(last)}
+
+
+# --- revenue from workflows ------------------------------------------------------------------
+
+def window_start(conn, order_date, window: timedelta):
+    """SQL: the order's date minus the window, in the dialect's own date arithmetic."""
+    if dialect_of(conn) == "sqlite":
+        # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime keeps milliseconds so the edge is inclusive.
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", order_date, f"-{int(window.total_seconds())} seconds")
+    return order_date - sa.literal(window, sa.Interval())
+
+
+def last_message_workflow(conn, window: timedelta):
+    """Correlated subquery: the workflow of the last message sent to the order's contact within
+    the window before the order's date (a sale is always credited to the last interaction)."""
+    m = messages_table()
+    return (sa.select(m.c.workflow_id)
+            .where(m.c.contact_id == orders.c.contact_id, m.c.created_at <= orders.c.date,
+                   m.c.created_at >= window_start(conn, orders.c.date, window),
+                   m.c.status.in_(SENT_MESSAGE_STATES))
+            .order_by(m.c.created_at.desc(), m.c.id.desc()).limit(1)
+            .correlate(orders).scalar_subquery())
+
+
+def day_of(conn, column):
+    """SQL: the UTC calendar day of a stored date (PostgreSQL would use the session's time zone)."""
+    if dialect_of(conn) == "postgresql":
+        return sa.func.date(sa.func.timezone("UTC", column))
+    return sa.func.date(column)
+
+
+def attributed_orders(conn, currency: str, window: timedelta, since=None, until=None):
+    """Subquery: delivered orders in `currency` with the workflow they are credited to."""
+    m = messages_table()
+    wf = last_message_workflow(conn, window).label("workflow_id")
+    q = (sa.select(orders.c.id, orders.c.date, orders.c.total_cost, wf)
+         .where(orders.c.status == DELIVERED, orders.c.currency == currency,
+                # only contacts ever messaged can be credited: skips most orders cheaply
+                orders.c.contact_id.in_(sa.select(m.c.contact_id).distinct())))
+    if since is not None:
+        q = q.where(orders.c.date >= as_utc(since))
+    if until is not None:
+        q = q.where(orders.c.date <= as_utc(until))
+    return q.subquery("att")
+
+
+def revenue(conn, currency: str, window_days: float = DEFAULT_WINDOW_DAYS,
+            since: datetime | None = None, until: datetime | None = None) -> dict:
+    """Per workflow: messages sent, purchases credited, revenue and average check; plus a
+    per-day series of credited revenue for the chart."""
+    window = timedelta(days=window_days)
+    att = attributed_orders(conn, currency, window, since, until)
+    day = day_of(conn, att.c.date).label("day")
+    rows = conn.execute(sa.select(att.c.workflow_id, day, sa.func.count(), sa.func.sum(att.c.total_cost))
+                        .where(att.c.workflow_id.is_not(None)).group_by(att.c.workflow_id, day))
+    per_wf: dict = defaultdict(lambda: [0, 0.0])
+    per_day: dict = defaultdict(lambda: [0, 0.0])
+    for wf_id, d, n, total in rows:
+        per_wf[wf_id][0] += n
+        per_wf[wf_id][1] += total or 0
+        key = d if isinstance(d, str) else d.isoformat()
+        per_day[key][0] += n
+        per_day[key][1] += total or 0
+    workflows = [workflow_line(wid, name, sent, per_wf.get(wid, (0, 0.0)), currency)
+                 for wid, name, sent in workflow_message_counts(conn, since, until)]
+    series = [{"date": d, "purchases": n, "revenue": money(t, currency)} for d, (n, t) in sorted(per_day.items())]
+    return {"currency": currency, "windowDays": window_days, "workflows": workflows, "series": series}
+
+
+def workflow_line(wid, name, sent: int, credited, currency: str) -> dict:
+    purchases, total = credited
+    return {"workflowId": wid, "name": name, "messages": sent, "purchases": purchases,
+            "revenue": money(total, currency),
+            "averageCheck": money(total / purchases, currency) if purchases else 0.0}
+
+
+def workflow_message_counts(conn, since=None, until=None):
+    """(workflow id, name, messages sent) for every workflow, those without messages included."""
+    m, w = messages_table(), workflows_table()
+    cond = [m.c.workflow_id == w.c.id, m.c.status.in_(SENT_MESSAGE_STATES)]
+    if since is not None:
+        cond.append(m.c.created_at >= as_utc(since))
+    if until is not None:
+        cond.append(m.c.created_at <= as_utc(until))
+    sent = sa.func.count(m.c.id)
+    q = (sa.select(w.c.id, w.c.name, sent)
+         .select_from(w.outerjoin(m, sa.and_(*cond))).group_by(w.c.id, w.c.name)
+         # a deleted workflow stays in the report while its messages do
+         .having(sa.or_(sa.func.max(w.c.deleted_at).is_(None), sent > 0)).order_by(w.c.id))
+    return list(conn.execute(q))
+
+
+# --- reuse -----------------------------------------------------------------------------------
+
+def data_version(conn) -> tuple:
+    """What the reports read, in three index-only lookups: every accepted order version adds an
+    event, contacts come and go, workflows add messages. Equal versions → equal reports."""
+    m = messages_table()
+    return (conn.execute(sa.select(sa.func.max(Event.__table__.c.id))).scalar(),
+            conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar(),
+            conn.execute(sa.select(sa.func.max(m.c.id))).scalar())
+
+
+class ReportCache:
+    """Finished reports, reused while `data_version` is unchanged, for `ttl` seconds at most
+    (a message's status may change without a new row; "now" moves on)."""
+
+    def __init__(self, ttl: float = 60.0, size: int = 64, clock=time.monotonic):
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self.entries: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key, version, compute):
+        now = self.clock()
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None and hit[0] == version and now - hit[1] < self.ttl:
+                return hit[2]
+        value = compute()
+        with self.lock:
+            self.entries[key] = (version, now, value)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return value
+

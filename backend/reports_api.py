@@ -1,0 +1,216 @@
+"""JSON routes for reports and segments: RFM, revenue from workflows, segment queries, saved segments."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from backend import reports, segments
+from backend.auth import protect
+from backend.db import get_engine as engine
+from backend.errors import ApiError
+from backend.segments import InvalidSegment, SavedSegment, SegmentFilter
+from connector.format import parse_date
+from connector.money import ISO_4217
+
+bp = protect(Blueprint("reports_api", __name__, url_prefix="/api/v1"))
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+def report_options() -> dict:
+    """The report settings of [backend]: report_currency, revenue_window_days."""
+    cfg = current_app.config.get("ORDERBRIDGE")
+    opts = cfg.backend.options if cfg is not None else {}
+    return {"currency": opts.get("report_currency"),
+            "window_days": opts.get("revenue_window_days", reports.DEFAULT_WINDOW_DAYS)}
+
+
+def page_args() -> tuple[int, int | None]:
+    """`limit` (1..1000) and `cursor` (an id) of a list request; 400 naming the bad one."""
+    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:20]!r}")
+    raw_cursor = request.args.get("cursor")
+    if raw_cursor in (None, ""):
+        return int(raw_limit), None
+    if not raw_cursor.isdigit():
+        raise ApiError(400, "cursor: pass back the `next` value of the previous page")
+    return int(raw_limit), int(raw_cursor)
+
+
+def moment_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return parse_date(raw, naive_as_utc=True)
+    except ValueError as e:
+        raise ApiError(400, f"{name}: {e} (e.g. 2026-01-31 or 2026-01-31T10:00:00+02:00)") from None
+
+
+def currency_arg() -> str:
+    raw = request.args.get("currency") or report_options().get("currency")
+    if not raw:
+        raise ApiError(400, "currency: required (reports count one currency), e.g. currency=USD")
+    code = raw.strip().upper()
+    if code not in ISO_4217:
+        raise ApiError(400, f"currency: {raw[:10]!r} is not an ISO 4217 currency code")
+    return code
+
+
+def window_arg() -> float:
+    raw = request.args.get("windowDays")
+    if raw in (None, ""):
+        return report_options()["window_days"]
+    try:
+        days = float(raw)
+    except ValueError:
+        days = -1
+    if not 0 < days <= 3650:
+        raise ApiError(400, f"windowDays: expected a number of days above 0 (at most 3650), got {raw[:20]!r}")
+    return int(days) if days == int(days) else days
+
+
+def cached(conn, key: tuple, compute):
+    """A report from this app's cache while the data it reads is unchanged (see ReportCache)."""
+    cache = current_app.extensions.setdefault("orderbridge.report_cache", reports.ReportCache())
+    return cache.get(key, reports.data_version(conn), compute)
+
+
+def rfm_cached(conn, at: datetime | None) -> dict:
+    return cached(conn, ("rfm", at), lambda: reports.rfm(conn, at))
+
+
+def revenue_cached(conn, currency: str, window: float, since=None, until=None) -> dict:
+    return cached(conn, ("revenue", currency, window, since, until),
+                  lambda: reports.revenue(conn, currency, window, since, until))
+
+
+def rfm_members_cached(conn, at: datetime | None, recency: int, frequency: int) -> list[int]:
+    moment = at or datetime.now(timezone.utc)
+    return cached(conn, ("rfm-cell", at, recency, frequency),
+                  lambda: reports.rfm_cell_members(conn, moment, recency, frequency))
+
+
+@bp.get("/reports/rfm")
+def rfm_report():
+    at = moment_arg("at")
+    with engine().connect() as conn:
+        return jsonify(rfm_cached(conn, at))
+
+
+@bp.get("/reports/revenue")
+def revenue_report():
+    currency, window = currency_arg(), window_arg()
+    since, until = moment_arg("since"), moment_arg("until")
+    with engine().connect() as conn:
+        return jsonify(revenue_cached(conn, currency, window, since, until))
+
+
+def segment_from_args() -> SegmentFilter:
+    params = {k: v for k, v in request.args.items() if k not in ("limit", "cursor")}
+    try:
+        return SegmentFilter.from_params(params, strict=True)
+    except InvalidSegment as e:
+        raise ApiError(400, str(e)) from None
+
+
+@bp.get("/segments")
+def segment_query():
+    seg = segment_from_args()
+    limit, cursor = page_args()
+    with engine().connect() as conn:
+        found, nxt = segments.find_contacts(conn, seg, limit, cursor)
+    return jsonify({"contacts": found, "next": str(nxt) if nxt is not None else None})
+
+
+# --- saved segments --------------------------------------------------------------------------
+
+def body_json():
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "body: expected JSON {\"name\": ..., \"filters\": {...}}")
+    return body
+
+
+def saved_or_404(session: Session, seg_id: int) -> SavedSegment:
+    row = session.get(SavedSegment, seg_id)
+    if row is None:
+        raise ApiError(404, f"no saved segment with id {seg_id}")
+    return row
+
+
+def store_saved(session: Session, row: SavedSegment, name: str, seg: SegmentFilter):
+    row.name, row.filters = name, json.dumps(seg.to_params(), sort_keys=True)
+    row.updated_at = datetime.now(timezone.utc)
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ApiError(409, f"name: a saved segment named {name!r} already exists") from None
+    session.refresh(row)
+    return row
+
+
+def parsed_body():
+    try:
+        return segments.parse_saved(body_json())
+    except InvalidSegment as e:
+        raise ApiError(400, str(e)) from None
+
+
+@bp.get("/segments/saved")
+def saved_list():
+    limit, cursor = page_args()
+    with Session(engine()) as s:
+        q = select(SavedSegment).order_by(SavedSegment.id).limit(limit + 1)
+        if cursor is not None:
+            q = q.where(SavedSegment.id > cursor)
+        rows = list(s.exec(q))
+        nxt = str(rows[limit - 1].id) if len(rows) > limit else None
+        return jsonify({"segments": [segments.segment_json(r) for r in rows[:limit]], "next": nxt})
+
+
+@bp.post("/segments/saved")
+def saved_create():
+    name, seg = parsed_body()
+    with Session(engine()) as s:
+        row = store_saved(s, SavedSegment(name=name, filters="{}",
+                                          created_at=datetime.now(timezone.utc)), name, seg)
+        return jsonify(segments.segment_json(row)), 201
+
+
+@bp.get("/segments/saved/<int:seg_id>")
+def saved_get(seg_id: int):
+    with Session(engine()) as s:
+        return jsonify(segments.segment_json(saved_or_404(s, seg_id)))
+
+
+@bp.put("/segments/saved/<int:seg_id>")
+def saved_update(seg_id: int):
+    name, seg = parsed_body()
+    with Session(engine()) as s:
+        return jsonify(segments.segment_json(store_saved(s, saved_or_404(s, seg_id), name, seg)))
+
+
+@bp.delete("/segments/saved/<int:seg_id>")
+def saved_delete(seg_id: int):
+    with Session(engine()) as s:
+        s.delete(saved_or_404(s, seg_id))
+        s.commit()
+    return "", 204
+
+
+@bp.get("/segments/saved/<int:seg_id>/contacts")
+def saved_contacts(seg_id: int):
+    limit, cursor = page_args()
+    with Session(engine()) as s:
+        seg = segments.saved_filter(saved_or_404(s, seg_id))
+        found, nxt = segments.find_contacts(s, seg, limit, cursor)
+    return jsonify({"contacts": found, "next": str(nxt) if nxt is not None else None})

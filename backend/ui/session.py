@@ -1,0 +1,125 @@
+"""UI sessions: the secret key, login (operator password or an API key) and CSRF tokens.
+
+The session is Flask's signed cookie (HttpOnly, SameSite=Lax). Every POST form carries the
+session's CSRF token, compared in constant time; a form without it is refused.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from datetime import timedelta
+from functools import wraps
+from pathlib import Path
+
+from flask import Flask, abort, current_app, redirect, request, session, url_for
+
+from backend.auth import key_matches
+from connector.config import secret
+
+SECRET_FILE = "ui-secret.key"
+CSRF_FIELD = "csrf_token"
+
+
+def var_dir(app: Flask) -> Path:
+    """Where generated files live: beside a SQLite database, else ./var."""
+    url = app.config.get("DATABASE_URL") or ""
+    cfg = app.config.get("ORDERBRIDGE")
+    if not url and cfg is not None:
+        url = cfg.backend.database
+    if url.startswith("sqlite:///") and url[len("sqlite:///"):] not in ("", ":memory:"):
+        return Path(url[len("sqlite:///"):]).parent
+    return Path("var")
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The key in `path`, created (0600, exclusively: several workers may race) when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+        if len(key) >= 32:
+            return key.encode()
+        raise RuntimeError(f"{path} holds no usable UI secret; delete it to have a new one made") from None
+    key = secrets.token_hex(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key.encode()
+
+
+def options(app: Flask) -> dict:
+    cfg = app.config.get("ORDERBRIDGE")
+    return dict(cfg.backend.options) if cfg is not None else {}
+
+
+def configure(app: Flask) -> None:
+    """Set the session secret and cookie flags, unless the app (or a test) set them already."""
+    if not app.secret_key:
+        from_env = secret(options(app).get("ui_secret_key_env"))
+        app.secret_key = from_env.encode() if from_env else load_or_create_secret(var_dir(app) / SECRET_FILE)
+    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    # a UI login lasts a working day by default, not Flask's 31 days
+    hours = float(options(app).get("ui_session_hours", 12))
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)
+
+
+def operator_password() -> str | None:
+    return secret(options(current_app).get("ui_password_env"))
+
+
+def credentials_ok(given: str) -> bool:
+    """The operator's password or any API key, compared in constant time."""
+    if not given:
+        return False
+    ok = key_matches(given, current_app.config.get("API_KEYS", [])) is not None
+    pw = operator_password()
+    if pw is not None:
+        ok = hmac.compare_digest(given.encode(), pw.encode()) or ok
+    return ok
+
+
+def log_in() -> None:
+    session.clear()                      # a fresh session on login (no fixation)
+    session["user"] = "operator"
+    session["csrf"] = secrets.token_urlsafe(32)
+    session.permanent = True
+
+
+def csrf_token() -> str:
+    """The session's token for forms (created for the login form before anyone logs in)."""
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def check_csrf() -> None:
+    """before_request: refuse a POST whose form lacks the session's CSRF token."""
+    if request.method != "POST":
+        return
+    expected = session.get("csrf", "")
+    given = request.form.get(CSRF_FIELD, "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        abort(400, description="the form has expired or did not come from this site; reload the page and try again")
+
+
+def logged_in() -> bool:
+    return session.get("user") == "operator"
+
+
+def login_required(view):
+    """For views outside the UI blueprint (e.g. the connector status page)."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not logged_in():
+            return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local path: never redirect a login to another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("ui.orders")

@@ -1,0 +1,195 @@
+"""The web UI through the Flask test client: login, CSRF, every page, escaping, pagination."""
+from __future__ import annotations
+
+import base64
+import re
+import stat
+from datetime import datetime, timezone
+
+import pytest
+from backend import create_app
+from backend.db import get_engine
+from backend.workflows import storage as wf
+from connector.config import from_dict
+
+KEY = "ui-test-key"
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"u:{KEY}".encode()).decode()}
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+NOW = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+
+
+def xss_order(oid: str) -> dict:
+    """An order whose every free-text field carries markup."""
+    return {
+        "externalOrderId": oid, "externalCustomerId": "cust" + XSS, "email": "xss@example.com",
+        "firstName": XSS, "lastName": XSS, "totalCost": 12.5, "status": "DELIVERED",
+        "date": NOW.isoformat(), "currency": "USD", "statusDescription": XSS, "storeId": XSS, "source": XSS,
+        "deliveryMethod": XSS, "paymentMethod": XSS, "deliveryAddress": XSS, "restoreUrl": "https://x.example/" + XSS,
+        "additionalInfo": {"note": XSS},
+        "items": [{"externalItemId": "sku" + XSS, "quantity": 1, "cost": 12.5, "name": XSS, "category": XSS,
+                   "url": "https://x.example/" + XSS, "imageUrl": "https://x.example/i.png", "description": XSS}],
+    }
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    monkeypatch.setenv("UI_TEST_PASSWORD", "operator-pw")
+    config = from_dict({"backend": {"database": f"sqlite:///{tmp_path}/var/backend.db",
+                                    "ui_password_env": "UI_TEST_PASSWORD"}})
+    app = create_app(config, test_config={"API_KEYS": [KEY], "RATE_LIMIT": 0})
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def log_in(client, password=KEY):
+    token = csrf_of(client.get("/ui/login").text)
+    return client.post("/ui/login", data={"password": password, "csrf_token": token, "next": "/ui/reports"})
+
+
+@pytest.fixture
+def logged_in(client):
+    assert log_in(client).status_code == 302
+    return client
+
+
+def post_orders(client, orders):
+    r = client.post("/api/v1/orders", json={"orders": orders}, headers=AUTH)
+    assert r.status_code == 200 and r.json == {"failedOrders": []}, r.json
+
+
+def test_pages_need_a_login(client):
+    r = client.get("/ui/orders?q=1")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/ui/login?next=/ui/orders")
+
+
+def test_login_with_api_key_or_operator_password(client):
+    r = log_in(client)
+    assert r.status_code == 302 and r.headers["Location"] == "/ui/reports"
+    client.post("/ui/logout", data={"csrf_token": csrf_of(client.get("/ui/orders").text)})
+    assert client.get("/ui/orders").status_code == 302
+    assert log_in(client, "operator-pw").status_code == 302
+    assert client.get("/ui/orders").status_code == 200
+
+
+def test_wrong_password_is_refused(client):
+    r = log_in(client, "guess")
+    assert r.status_code == 401 and "not valid" in r.text
+    assert client.get("/ui/orders").status_code == 302
+
+
+def test_forms_without_the_csrf_token_are_refused(client):
+    r = client.post("/ui/login", data={"password": KEY})
+    assert r.status_code == 400 and "reload the page" in r.text
+    log_in(client)
+    assert client.post("/ui/logout", data={"csrf_token": "forged"}).status_code == 400
+    assert client.get("/ui/orders").status_code == 200          # still logged in
+
+
+def test_login_never_redirects_off_site(client):
+    token = csrf_of(client.get("/ui/login").text)
+    r = client.post("/ui/login", data={"password": KEY, "csrf_token": token, "next": "//evil.example/"})
+    assert r.headers["Location"] == "/ui/orders"
+
+
+def test_secret_key_is_generated_under_var(app, tmp_path):
+    key_file = tmp_path / "var" / "ui-secret.key"
+    assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert app.secret_key == key_file.read_text().strip().encode()
+
+
+def test_every_free_text_field_renders_as_text(app, logged_in):
+    post_orders(logged_in, [xss_order("X1" + XSS)])
+    with app.app_context(), get_engine().begin() as conn:
+        conn.execute(wf.definitions.insert(), [dict(id=1, name=XSS, start_event="orderDELIVERED",
+                                                    definition='{"name": "x"}', created_at=NOW, updated_at=NOW)])
+        conn.execute(wf.runs.insert(), [dict(id=1, workflow_id=1, event_id=1, key="X1" + XSS, contact_id=1,
+                                             state="error", context="{}", error=XSS, started_at=NOW)])
+        conn.execute(wf.messages.insert(), [dict(workflow_id=1, run_id=1, step_row_id=1, contact_id=1,
+                                                 channel="store", to_address=XSS, subject=XSS, body="<p>Hi</p>" + XSS,
+                                                 status="stored", created_at=NOW)])
+    pages = ["/ui/orders", "/ui/orders/1", "/ui/events", "/ui/contacts", "/ui/contacts/1", "/ui/workflows",
+             "/ui/workflows/1?tab=error", "/ui/runs/1", "/ui/messages", "/ui/messages/1", "/ui/reports",
+             "/ui/contacts?rfm=0-0"]
+    for page in pages:
+        r = logged_in.get(page)
+        assert r.status_code == 200, page
+        assert "<script>window.__xss" not in r.text and "<img src=x" not in r.text, page
+    assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in logged_in.get("/ui/orders/1").text
+    message = logged_in.get("/ui/messages/1").text
+    assert 'sandbox=""' in message and "srcdoc=\"&lt;p&gt;Hi&lt;/p&gt;&lt;script&gt;" in message
+
+
+def test_orders_page_finds_an_order_and_shows_json_and_contact(logged_in):
+    post_orders(logged_in, [{"externalOrderId": f"ord-{i}", "email": f"p{i}@example.com", "firstName": f"Pat{i}",
+                             "totalCost": 10 + i, "status": "DELIVERED", "date": NOW.isoformat(), "currency": "USD"}
+                            for i in range(60)])
+    page = logged_in.get("/ui/orders?q=ord-7").text
+    assert page.count('data-order="') == 1 and "ord-7" in page
+    assert "&#34;externalOrderId&#34;: &#34;ord-7&#34;" in page or '"externalOrderId": "ord-7"' in page
+    assert "p7@example.com" in page and "Open contact" in page
+
+
+def test_orders_are_paged_newest_first(logged_in):
+    post_orders(logged_in, [{"externalOrderId": f"ord-{i:02d}", "email": "same@example.com", "totalCost": 1,
+                             "status": "DELIVERED", "date": NOW.isoformat(), "currency": "USD"} for i in range(60)])
+    first = logged_in.get("/ui/orders").text
+    ids = re.findall(r'data-order="(ord-\d+)"', first)
+    assert len(ids) == 50 and ids[0] == "ord-59"
+    nxt = re.search(r'class="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    rest = re.findall(r'data-order="(ord-\d+)"', logged_in.get(nxt).text)
+    assert rest == [f"ord-{i:02d}" for i in range(9, -1, -1)]
+
+
+def test_events_filter_by_type_key_and_contact(logged_in):
+    post_orders(logged_in, [{"externalOrderId": "e1", "email": "e@example.com", "totalCost": 1, "status": s,
+                             "date": NOW.isoformat(), "currency": "USD"} for s in ("INITIALIZED", "DELIVERED")])
+    post_orders(logged_in, [{"externalOrderId": "e2", "email": "f@example.com", "totalCost": 1,
+                             "status": "DELIVERED", "date": NOW.isoformat(), "currency": "USD"}])
+    table = lambda html: html.split('id="events"')[1]
+    assert table(logged_in.get("/ui/events?type=orderDELIVERED").text).count("<tr>") == 3   # head + 2
+    assert table(logged_in.get("/ui/events?key=e1").text).count("<tr>") == 3
+    assert table(logged_in.get("/ui/events?contact=2").text).count("<tr>") == 2
+    bad = logged_in.get("/ui/events?contact=abc")
+    assert bad.status_code == 400 and "contact: expected a whole number" in bad.text
+
+
+def test_reports_page_draws_the_rfm_grid_and_links_cells(logged_in):
+    post_orders(logged_in, [{"externalOrderId": "r1", "email": "r@example.com", "totalCost": 20, "status": "DELIVERED",
+                             "date": datetime.now(timezone.utc).isoformat(), "currency": "USD"},
+                            {"externalOrderId": "r2", "email": "q@example.com", "totalCost": 5, "status": "CANCELLED",
+                             "date": NOW.isoformat(), "currency": "USD"}])
+    html = logged_in.get("/ui/reports").text
+    assert html.count("data-cell=") == 24
+    loyal = re.search(r'<td class="(rfm-[a-z]+-?\d?)" data-cell="&lt;2w\|1">', html)
+    assert loyal and loyal.group(1) == "rfm-green-1"
+    assert 'data-cell="&gt;12m|1"' in html and 'class="rfm-grey" data-cell="&gt;12m|1"' in html
+    assert '<span class="n" id="no-purchase">1</span>' in html
+    cell = logged_in.get("/ui/contacts?rfm=0-0").text
+    assert "r@example.com" in cell and "q@example.com" not in cell
+
+
+def test_save_a_segment_from_the_contacts_page_and_delete_it(app, logged_in):
+    post_orders(logged_in, [{"externalOrderId": f"s{i}", "email": f"s{i}@example.com", "totalCost": 10 * (i + 1),
+                             "status": "DELIVERED", "date": NOW.isoformat(), "currency": "USD"} for i in range(3)])
+    page = logged_in.get("/ui/contacts?avgCheckMin=20&currency=USD").text
+    assert "s1@example.com" in page and "s0@example.com" not in page
+    token = csrf_of(page)
+    r = logged_in.post("/ui/segments", data={"csrf_token": token, "name": "<b>big</b>", "avgCheckMin": "20",
+                                             "currency": "USD"}, follow_redirects=True)
+    assert "Segment &#39;&lt;b&gt;big&lt;/b&gt;&#39; saved." in r.text
+    assert logged_in.post("/ui/segments", data={"csrf_token": token, "name": "<b>big</b>",
+                                                "avgCheckMin": "20"}).status_code == 409
+    assert logged_in.post("/ui/segments", data={"csrf_token": token, "name": "empty"}).status_code == 400
+    saved = logged_in.get("/api/v1/segments/saved", headers=AUTH).json["segments"]
+    assert [(s["name"], s["filters"]) for s in saved] == [("<b>big</b>", {"avgCheckMin": 20.0, "currency": "USD"})]
+    r = logged_in.post(f"/ui/segments/{saved[0]['id']}/delete", data={"csrf_token": token}, follow_redirects=True)
+    assert "Segment deleted." in r.text
+    assert logged_in.get("/api/v1/segments/saved", headers=AUTH).json["segments"] == []

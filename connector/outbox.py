@@ -120,12 +120,24 @@ def _write_heads(session: Session, heads: dict, new_heads: dict, now: datetime) 
                                              _HEADS.c.external_order_id == bindparam("k_oid")), upd)
 
 
-def enqueue_failed(session: Session, shop: str, external_order_id: str, payload, error: str, *, source: str = "") -> int:
-    """Keep an order that translated but cannot be sent as a `failed` row with its reason."""
+def enqueue_failed(session: Session, shop: str, external_order_id: str, payload, error: str, *,
+                   source: str = "") -> int | None:
+    """Keep an order that translated but cannot be sent as a `failed` row with its reason.
+
+    Poll overlaps and webhook retries bring the same unsendable order again: one failed row is
+    kept per distinct payload, so None is returned when an identical one is already there.
+    """
     text = payload if isinstance(payload, str) else json.dumps(payload, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    oid = str(external_order_id)
+    seen = session.execute(select(_OUTBOX.c.id).where(
+        _OUTBOX.c.external_order_id == oid, _OUTBOX.c.shop == shop, _OUTBOX.c.state == FAILED,
+        _OUTBOX.c.content_hash == digest).limit(1)).first()
+    if seen is not None:
+        return None
     now = utcnow()
     return session.execute(insert(_OUTBOX).values(
-        shop=shop, external_order_id=str(external_order_id), payload=text, content_hash="", source=source,
+        shop=shop, external_order_id=oid, payload=text, content_hash=digest, source=source,
         state=FAILED, attempts=0, next_attempt_at=now, last_error=error, created_at=now, updated_at=now,
     )).inserted_primary_key[0]
 

@@ -7,6 +7,8 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from adapters.webhook_http import json_error
+
 log = logging.getLogger(__name__)
 
 # An explicit registry: platform → module exposing `blueprint` (routes /webhooks/<platform>/<shop>).
@@ -42,7 +44,15 @@ def create_receiver_app(config, engine=None) -> Flask:
         # Platforms and people read these: JSON, saying what is wrong (a 413 names the limit).
         message = (f"body too large: the limit is {app.config['MAX_CONTENT_LENGTH']} bytes "
                    "([receiver] max_body)") if e.code == 413 else e.description
-        return jsonify({"error": message}), e.code
+        return json_error(e.code or 500, message)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        if isinstance(e, HTTPException):
+            return http_error(e)
+        # Not acknowledged, so the platform retries; the stack trace goes to the log only.
+        log.exception("webhook delivery could not be stored")
+        return json_error(500, "the delivery could not be stored; the server log has the details")
 
     for platform, module in WEBHOOK_MODULES.items():
         blueprint = _blueprint(module)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, TextIO
+from typing import TextIO
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from adapters.shopify import graphql as gql
 from adapters.shopify.client import ShopifyClient
-from adapters.shopify.poller import load_cursor, save_cursor
+from connector import cursors
 from adapters.shopify.sink import store_orders
 from connector.errors import FatalAPIError, RetriableAPIError
 
@@ -137,7 +137,7 @@ def _commit(engine: Engine, shop, state: dict, batch: list[dict], last_line: int
     with Session(engine) as s:
         r = store_orders(s, shop, batch, f"backfill:{state['operation_id']}")
         state.update(lines=last_line, orders=int(state.get("orders", 0)) + len(batch))
-        save_cursor(s, shop.name, CURSOR, state)
+        cursors.write(s, shop.name, CURSOR, state)
         s.commit()
     return r.enqueued
 
@@ -148,7 +148,7 @@ def run(engine: Engine, shop, *, since=None, progress: bool = True, client: Shop
     client = client or ShopifyClient.for_shop(shop)
     check_scopes(client, progress)
     with Session(engine) as s:
-        state = load_cursor(s, shop.name, CURSOR) or {}
+        state = cursors.read(s, shop.name, CURSOR) or {}
     search = search_for(since)
     if state.get("operation_id") and not state.get("done") and state.get("search") == search:
         _say(progress, f"resuming bulk operation {state['operation_id']} after {state.get('orders', 0)} orders")
@@ -184,5 +184,5 @@ def run(engine: Engine, shop, *, since=None, progress: bool = True, client: Shop
 
 def _save(engine: Engine, shop, state: dict) -> None:
     with Session(engine) as s:
-        save_cursor(s, shop.name, CURSOR, state)
+        cursors.write(s, shop.name, CURSOR, state)
         s.commit()

@@ -8,7 +8,6 @@ re-read orders no-ops.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,31 +21,15 @@ from adapters.shopify import graphql as gql
 from adapters.shopify.client import ShopifyClient, has_credentials
 from adapters.shopify.sink import store_checkouts, store_orders
 from adapters.shopify.translate import Product
+from connector import cursors
 from connector.config import parse_duration
-from connector.store import Cursor, utcnow
 
 log = logging.getLogger(__name__)
-__all__ = ["has_credentials", "poll", "Poller", "ProductCache", "products_for", "load_cursor", "save_cursor"]
+__all__ = ["has_credentials", "poll", "Poller", "ProductCache", "products_for"]
 
 MAX_PAGE = 250              # Shopify's page size limit
 MAX_QUERY_COST = 1000       # Shopify's single-query cost limit
 RESTART_AFTER = 20_000      # Shopify stops paginating at 25,000 objects: restart the window before that
-
-
-# ---- cursors ------------------------------------------------------------------------------------
-
-def load_cursor(session: Session, shop: str, name: str) -> dict | None:
-    row = session.get(Cursor, (shop, name))
-    return json.loads(row.value) if row else None
-
-
-def save_cursor(session: Session, shop: str, name: str, value: Mapping) -> None:
-    row = session.get(Cursor, (shop, name))
-    text = json.dumps(value, sort_keys=True)
-    if row is None:
-        session.add(Cursor(shop=shop, name=name, value=text, updated_at=utcnow()))
-    else:
-        row.value, row.updated_at = text, utcnow()
 
 
 def _iso(dt: datetime) -> str:
@@ -137,7 +120,7 @@ class Poller:
 
     def start_state(self, name: str) -> dict:
         with Session(self.engine) as s:
-            state = load_cursor(s, self.shop.name, name)
+            state = cursors.read(s, self.shop.name, name)
         if state and state.get("until"):
             return state                      # an interrupted scan: resume it
         lookback = timedelta(seconds=parse_duration(self.shop.get("poll_lookback", "1d"), "poll_lookback"))
@@ -169,7 +152,7 @@ class Poller:
                     state = {"since": state["until"], "until": _iso(self.now), "after": None}
                 else:
                     state = {"since": state["until"], "until": None, "after": None}
-                save_cursor(s, self.shop.name, name, state)
+                cursors.write(s, self.shop.name, name, state)
                 s.commit()
             if state.get("until") is None:
                 return total

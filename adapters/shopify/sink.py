@@ -4,21 +4,17 @@ Webhooks, the poller and the backfill all end here, inside the caller's transact
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.shopify.translate import Product, Translated, translate_checkout, translate_order
 from connector.format import parse_date
 from connector.outbox import Version, enqueue, enqueue_failed
-from connector.store import FAILED, OutboxRow
 
 log = logging.getLogger(__name__)
-_OUTBOX = OutboxRow.__table__
 
 # Orders sent although their money does not add up (DESIGN.md section 3: logged and counted).
 STATS = {"unreconciled": 0}
@@ -41,18 +37,6 @@ def updated_at(payload: Mapping):
         return None
 
 
-def _keep_failed(session: Session, shop: str, t: Translated, source: str) -> bool:
-    """Record an unsendable order once per distinct payload (polls and retries repeat it)."""
-    text = json.dumps(t.wire, sort_keys=True, default=str)
-    seen = session.execute(select(_OUTBOX.c.id).where(
-        _OUTBOX.c.shop == shop, _OUTBOX.c.external_order_id == t.external_order_id, _OUTBOX.c.state == FAILED,
-        _OUTBOX.c.payload == text).limit(1)).first()
-    if seen:
-        return False
-    enqueue_failed(session, shop, t.external_order_id, text, f"not sendable: {t.error}", source=source)
-    return True
-
-
 def store(session: Session, shop, items: Iterable[tuple[Translated | None, Mapping]], source: str) -> SinkResult:
     """Enqueue translated orders (each with the payload it came from); the caller commits."""
     result, versions = SinkResult(), []
@@ -65,7 +49,8 @@ def store(session: Session, shop, items: Iterable[tuple[Translated | None, Mappi
             log.warning("shop %s order %s: totalCost differs from items + shipping (+ taxes) by %s; sent anyway",
                         shop.name, t.external_order_id, t.mismatch)
         if t.order is None:
-            result.failed += int(_keep_failed(session, shop.name, t, source))
+            result.failed += enqueue_failed(session, shop.name, t.external_order_id, t.wire,
+                                            f"not sendable: {t.error}", source=source) is not None
             continue
         versions.append(Version(shop.name, t.wire, source=source, source_updated_at=updated_at(payload)))
     if versions:

@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from adapters.woocommerce import cursors
+from connector import cursors
 from adapters.woocommerce.client import WooClient
 from adapters.woocommerce.poller import MAX_PER_PAGE, wc_timestamp, store_page
 from connector.errors import ConfigError

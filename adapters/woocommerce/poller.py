@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from adapters.woocommerce import cursors, sink
+from adapters.woocommerce import sink
+from connector import cursors
 from adapters.woocommerce.client import WooClient, has_credentials, products_for
 from adapters.woocommerce.translate import gmt_date, options_of, translate
 from connector.config import parse_duration

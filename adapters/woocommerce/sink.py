@@ -1,16 +1,13 @@
 """Where a translated WooCommerce order goes: a new outbox version, a `failed` row with its reason, or nowhere (ignored)."""
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.woocommerce.translate import Translation
 from connector.outbox import Version, enqueue, enqueue_failed
-from connector.store import FAILED, OutboxRow
 
 log = logging.getLogger("adapters.woocommerce")
 # Orders sent although their money does not add up (DESIGN.md section 3: "logged and counted").
@@ -42,13 +39,6 @@ def store_untranslatable(session: Session, shop: str, raw, error: str, source: s
 
 
 def _fail_once(session: Session, shop: str, t: Translation, source: str) -> None:
-    # A poll overlap sees the same unsendable order again: keep one failed row per distinct payload.
-    payload = json.dumps(t.wire, sort_keys=True, default=str)
-    table = OutboxRow.__table__
-    seen = session.execute(select(table.c.id).where(
-        table.c.shop == shop, table.c.external_order_id == t.external_order_id,
-        table.c.state == FAILED, table.c.payload == payload).limit(1)).first()
-    if seen is None:
+    if enqueue_failed(session, shop, t.external_order_id, t.wire, t.error, source=source) is not None:
         COUNTS["failed"] += 1
         log.warning("shop %s order %s cannot be sent: %s", shop, t.external_order_id, t.error)
-        enqueue_failed(session, shop, t.external_order_id, payload, t.error, source=source)

@@ -1,18 +1,17 @@
 """The WooCommerce webhook endpoint: answer the save-time ping, verify the signature on raw bytes, store, 200."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import html
 import logging
 import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-# One writer path for every platform: on SQLite it serialises commits per process (see its docstring),
-# which only works when all receivers share it. (It belongs in connector/inbox.py; see the report.)
-from adapters.shopify.webhooks import store_delivery
+from adapters.webhook_http import json_error
+# One writer path for every platform: on SQLite it serialises commits per process (see its docstring).
+from connector.inbox import store_delivery
+from connector.signatures import hmac_base64, matches
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("woocommerce_webhooks", __name__)
@@ -24,7 +23,7 @@ _PING = re.compile(rb"^webhook_id=\d+$")
 
 def signature(body: bytes, secret: str) -> str:
     """base64(HMAC-SHA256(raw body, secret)), as WC_Webhook::generate_signature computes it."""
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return hmac_base64(secret, body)
 
 
 def verify(body: bytes, header: str | None, secret: str) -> bool:
@@ -33,13 +32,9 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
     WooCommerce HTML-decodes the stored secret before signing (wp_specialchars_decode), so a secret
     copied from the admin with `&amp;` in it is accepted in both spellings.
     """
-    if not header or not secret:
+    if not secret:
         return False
-    given = header.strip().encode()
-    ok = False
-    for candidate in dict.fromkeys((secret, html.unescape(secret))):
-        ok |= hmac.compare_digest(signature(body, candidate).encode(), given)
-    return ok
+    return any([matches(signature(body, s), header) for s in dict.fromkeys((secret, html.unescape(secret)))])
 
 
 def delivery_key(header_id: str | None, body: bytes) -> str:
@@ -48,16 +43,12 @@ def delivery_key(header_id: str | None, body: bytes) -> str:
     return f"{header_id or '-'}:{hashlib.sha256(body).hexdigest()[:16]}"
 
 
-def _error(status: int, message: str):
-    return jsonify({"error": message}), status
-
-
 @blueprint.post("/webhooks/woocommerce/<shop>")
 def receive(shop: str):
     config = current_app.config["OB_CONFIG"]
     found = config.find_shop(shop)
     if found is None or found.platform != "woocommerce":
-        return _error(404, f"no WooCommerce shop named {shop!r} is configured")
+        return json_error(404, f"no WooCommerce shop named {shop!r} is configured")
     body = request.get_data(cache=True)
     topic = request.headers.get("X-WC-Webhook-Topic")
     if topic is None and _PING.match(body.strip()):
@@ -65,9 +56,9 @@ def receive(shop: str):
     secret = found.webhook_secret
     if not secret:
         log.error("shop %s: webhook_secret_env is not set or its variable is empty; refusing deliveries", shop)
-        return _error(401, "this shop has no webhook secret configured; deliveries cannot be verified")
+        return json_error(401, "this shop has no webhook secret configured; deliveries cannot be verified")
     if not verify(body, request.headers.get("X-WC-Webhook-Signature"), secret):
-        return _error(401, "X-WC-Webhook-Signature is missing or does not match the raw body "
+        return json_error(401, "X-WC-Webhook-Signature is missing or does not match the raw body "
                            "(check the webhook secret of this shop)")
     stored = store_delivery(current_app.config["OB_ENGINE"], platform="woocommerce", shop=shop, topic=topic or "",
                             headers=dict(request.headers), body=body,

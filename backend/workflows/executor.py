@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection

@@ -29,7 +29,7 @@ def test_healthz(app):
 def test_body_over_the_limit_is_413_with_a_json_error(app):
     r = app.test_client().post("/webhooks/woocommerce/woo", data=b"x" * 5000, content_type="application/json")
     assert r.status_code == 413
-    assert "limit is 2000 bytes" in r.get_json()["error"]
+    assert "limit is 2000 bytes" in r.get_json()["error"]["message"]
 
 
 def test_blueprints_are_mounted_and_store_verified_deliveries(app, fixtures_dir):

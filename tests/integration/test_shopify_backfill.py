@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.shopify import backfill
-from adapters.shopify.poller import load_cursor
+from connector.cursors import read as load_cursor
 from connector.config import from_dict
 from connector.errors import RetriableAPIError
 from connector.store import OutboxRow, init_db, make_engine

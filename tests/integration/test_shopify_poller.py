@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.shopify.client import ShopifyClient, graphql_url
-from adapters.shopify.poller import has_credentials, load_cursor, poll
+from adapters.shopify.poller import has_credentials, poll
+from connector.cursors import read as load_cursor
 from connector.config import from_dict
 from connector.errors import RetriableAPIError
 from connector.store import OutboxRow, init_db, make_engine

@@ -76,7 +76,7 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(env, body, sig):
     client, engine = env
     r = client.post("/webhooks/shopify/main", data=body, headers=headers(sig))
     assert r.status_code == 401
-    assert "signature" in r.get_json()["error"]
+    assert "signature" in r.get_json()["error"]["message"]
     assert stored(engine) == []
 
 
@@ -90,7 +90,7 @@ def test_shop_without_secret_is_refused_and_says_why(env):
     client, engine = env
     r = client.post("/webhooks/shopify/nosecret", data=BODY, headers=headers(sign(SECRET, BODY)))
     assert r.status_code == 401
-    error = r.get_json()["error"]
+    error = r.get_json()["error"]["message"]
     assert "UNSET_SECRET_VAR" in error and SECRET not in error
     assert stored(engine) == []
 
@@ -99,7 +99,7 @@ def test_shop_without_secret_is_refused_and_says_why(env):
 def test_unknown_or_non_shopify_shop_is_404(env, shop):
     client, engine = env
     r = client.post(f"/webhooks/shopify/{shop}", data=BODY, headers=headers(sign(SECRET, BODY)))
-    assert r.status_code == 404 and shop in r.get_json()["error"]
+    assert r.status_code == 404 and shop in r.get_json()["error"]["message"]
     assert stored(engine) == []
 
 

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from adapters.woocommerce import backfill, cursors, poller
+from adapters.woocommerce import backfill, poller
+from connector import cursors
 from adapters.woocommerce.client import WooClient, check, has_credentials, products_for
 from connector.config import from_dict
 from connector.errors import ConfigError, FatalAPIError, RetriableAPIError

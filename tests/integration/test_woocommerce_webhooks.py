@@ -109,7 +109,7 @@ def test_bad_signatures_are_401_and_store_nothing(env, case):
         r = post(client, RAW, sig=False)
     else:
         r = client.post(URL, data=RAW, headers={"Content-Type": "application/json"})
-    assert r.status_code == 401 and "signature" in r.get_json()["error"].lower()
+    assert r.status_code == 401 and "signature" in r.get_json()["error"]["message"].lower()
     assert SECRET not in r.get_data(as_text=True)
     assert inbox_rows(engine) == []
 
@@ -119,7 +119,7 @@ def test_unknown_shop_other_platform_and_missing_secret(env):
     assert post(client, RAW, url="/webhooks/woocommerce/nope").status_code == 404
     assert post(client, RAW, url="/webhooks/woocommerce/shopify").status_code == 404
     r = post(client, RAW, url="/webhooks/woocommerce/nosecret")
-    assert r.status_code == 401 and "secret" in r.get_json()["error"]
+    assert r.status_code == 401 and "secret" in r.get_json()["error"]["message"]
 
 
 def test_same_delivery_twice_is_stored_once_but_two_bodies_in_one_second_are_both_kept(env):

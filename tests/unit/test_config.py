@@ -52,3 +52,10 @@ def test_invalid_toml_is_a_config_error(tmp_path):
 def test_backend_keys_split_on_commas(monkeypatch):
     monkeypatch.setenv("KEYS", " a, b ,,c")
     assert from_dict({"backend": {"api_keys_env": "KEYS"}}).backend.api_keys == ["a", "b", "c"]
+
+
+def test_the_documented_example_loads():
+    from pathlib import Path
+    c = load_config(Path(__file__).parents[2] / "config.example.toml")
+    assert c.daemon.retry_schedule[0] == 30 and c.daemon.retry_schedule[-1] == 86400
+    assert c.backend.max_body == 32 * 1024 * 1024 and c.target.timeout == 60

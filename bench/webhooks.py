@@ -1,9 +1,11 @@
 """Webhook acknowledgement latency: p99 at 50 concurrent senders, receiver vs. a bare-handler floor.
 
-Both servers are the same waitress (same thread count) in their own process; the floor answers
+Both servers are the same waitress, started by `daemon.serve` as `orderbridge receiver` does (same
+settings, same thread count), each in its own process; the floor answers
 the same deliveries with a Flask handler that reads the body and stores nothing, the receiver
 verifies the signature and commits the raw body to the inbox (SQLite, WAL) before answering.
-Both are driven by the same load in the same run. Prints figures; passes or fails nothing.
+Both are driven by the same load in the same run. Prints figures (server CPU and context switches
+per delivery too: they vary less than a p99 on a shared machine); passes or fails nothing.
 
     python bench/webhooks.py [--senders 50] [--requests 40] [--threads 8]
 """
@@ -56,11 +58,10 @@ def receiver_app(db_path: str):
 
 
 def serve(kind: str, db_path: str, threads: int) -> None:
-    from waitress import create_server
+    # Both through daemon.serve, as `orderbridge receiver` runs: every server setting is the same.
+    from daemon.serve import serve as run_server
     app = floor_app() if kind == "floor" else receiver_app(db_path)
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads, connection_limit=1000)
-    print(server.effective_port, flush=True)
-    server.run()
+    run_server(app, "127.0.0.1", 0, threads, on_ready=lambda _host, port: print(port, flush=True))
 
 
 def start(kind: str, db_path: str, threads: int) -> tuple[subprocess.Popen, int]:
@@ -135,13 +136,19 @@ def load(port: int, senders: int, per_sender: int, run: str) -> tuple[list, floa
     return asyncio.run(main())
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc; 0 elsewhere)."""
+def cpu_seconds(pid: int) -> tuple[float, float, int]:
+    """User CPU, system CPU and context switches of a process so far (Linux /proc; zeros elsewhere)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        switches = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:           # voluntary and nonvoluntary, every thread
+                    switches += int(line.split()[1])
+        return int(fields[11]) / tick, int(fields[12]) / tick, switches
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return 0.0, 0.0, 0
 
 
 def p99(values: list[float]) -> float:
@@ -175,18 +182,20 @@ def main() -> None:
     print(f"{args.senders} concurrent senders x {args.requests} deliveries, waitress threads={args.threads}, "
           f"{args.rounds} alternating rounds; half Shopify ({len(SHOPIFY_BODY)} B), half WooCommerce ({len(WOO_BODY)} B)")
     got = {"floor": [], "receiver": []}
-    cpu = {"floor": 0.0, "receiver": 0.0}
+    cpu = {"floor": [0.0, 0.0, 0], "receiver": [0.0, 0.0, 0]}
     try:
         for r in range(args.rounds):
             for kind in ("floor", "receiver"):
                 before = cpu_seconds(procs[kind][0].pid)
                 results, elapsed = load(procs[kind][1], args.senders, args.requests, f"r{r}")
-                cpu[kind] += cpu_seconds(procs[kind][0].pid) - before
+                cpu[kind] = [t + a - b for t, a, b in zip(cpu[kind], cpu_seconds(procs[kind][0].pid), before)]
                 got[kind].append((results, elapsed))
         figures = {k: summary(k, [x for res, _ in v for x in res], sum(e for _, e in v)) for k, v in got.items()}
         for k in cpu:
             n = sum(len(res) for res, _ in got[k])
-            print(f"{k:9s} server CPU {cpu[k] / n * 1000:.2f} ms per delivery")
+            user, system, switches = cpu[k]
+            print(f"{k:9s} server CPU {(user + system) / n * 1000:.2f} ms per delivery "
+                  f"(user {user / n * 1000:.2f}, system {system / n * 1000:.2f}; {switches / n:.1f} context switches)")
     finally:
         for p, _ in procs.values():
             p.terminate()

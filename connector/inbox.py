@@ -6,6 +6,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from datetime import datetime, timezone
 from typing import Mapping
 
@@ -53,35 +54,54 @@ def mark(session: Session, delivery_id: int, state: str, error: str | None = Non
 
 
 # SQLite allows one writer at a time and resolves contention by sleeping in busy_timeout steps of
-# up to 100 ms: that is where a naive commit-per-thread loses its tail latency. And a thread that
-# leaves the GIL inside sqlite (it does, for every statement) waits up to the switch interval (5 ms)
-# to get it back, holding the write lock all the while. So on SQLite each process writes through one
-# connection, and whichever request thread holds the write lock commits every delivery queued
-# meanwhile in one transaction (leader/followers: no writer thread, no hand-off), with one prepared
-# INSERT. It writes exactly what `record_delivery` writes; PostgreSQL, where
+# up to 100 ms: that is where a naive commit-per-thread loses its tail latency. So on SQLite each
+# process writes through one connection, and one request thread at a time (the leader) commits every
+# delivery queued meanwhile (group commit, no writer thread). The other cost is the GIL: the sqlite3
+# module lets go of it around every prepare and step, and under waitress (8 busy workers + its
+# asyncore thread) getting it back means a context switch or two and often a wait of up to the
+# switch interval (5 ms), while the batch waits. BEGIN + one INSERT per row + COMMIT paid that N+2
+# times per batch; one multi-row INSERT in autocommit mode (a statement is its own transaction)
+# pays it once or twice. It writes exactly what `record_delivery` writes; PostgreSQL, where
 # concurrent writers are fine, goes through record_delivery itself.
-_INSERT = ("INSERT INTO inbox (platform, shop, topic, delivery_id, headers, body, received_at, state, attempts) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, 'new', 0) ON CONFLICT DO NOTHING")
+_COLUMNS = "platform, shop, topic, delivery_id, headers, body, received_at, state, attempts"
+_ROW = "(?, ?, ?, ?, ?, ?, ?, 'new', 0)"
+_MAX_BATCH = 256          # rows per statement: 7 parameters each, far below SQLite's 32766
+
+
+def _insert_sql(rows: int) -> str:
+    return f"INSERT INTO inbox ({_COLUMNS}) VALUES {', '.join([_ROW] * rows)} ON CONFLICT DO NOTHING"
 
 
 class _Slot:
-    __slots__ = ("row", "done", "result", "error")
+    __slots__ = ("row", "done", "result", "error", "wake")
 
     def __init__(self, row: tuple):
         self.row, self.done, self.result, self.error = row, False, None, None
+        self.wake = threading.Lock()      # held until this sender is woken: its row is committed, or it leads
+        self.wake.acquire()
 
 
 class _SQLiteWriter:
+    """Group commit with an explicit hand-off: one leader at a time writes the queued rows in one
+    transaction, then wakes exactly the senders it committed and, if more rows queued meanwhile,
+    exactly one of them to lead next.
+
+    Why not "every sender takes the write lock, and whoever gets it commits the queue": under
+    waitress a sender whose row was committed still had to win that lock once just to see so, one
+    after another, each win a GIL hand-off, while fresh leaders kept cutting in with whole
+    commits. Measured (py-spy, webhook benchmark): 2/3 of a request's time in the app sat in that
+    acquire. Here a committed sender is woken once by its own lock, and nobody else waits on it."""
+
     CHECKPOINT_EVERY = 1.0    # seconds
 
     def __init__(self, path: str):
-        self.lock = threading.Lock()          # held while a transaction is written
-        self.queue_lock = threading.Lock()    # guards `pending` only (never held across I/O)
+        self.mutex = threading.Lock()         # guards `pending` and `leading`; never held across I/O
         self.pending: list[_Slot] = []
+        self.leading = False                  # a leader is writing (or has been chosen)
         self.pid = os.getpid()
         self.path = path
         self.conn = self._connect()
-        # A WAL checkpoint copies pages and fsyncs: it must not sit inside the write lock, where every
+        # A WAL checkpoint copies pages and fsyncs: it must not sit inside a commit, where every
         # sender waits for it. This connection never checkpoints; a thread does, every second.
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
         threading.Thread(target=self._checkpoints, name="inbox-wal-checkpoint", daemon=True).start()
@@ -104,47 +124,87 @@ class _SQLiteWriter:
     def insert(self, row: tuple) -> int | None:
         """Commit `row`; returns its id, or None for a duplicate delivery id. Raises on a database error."""
         slot = _Slot(row)
-        with self.queue_lock:
-            self.pending.append(slot)
-        while not slot.done:
-            with self.lock:
-                if slot.done:          # a leader committed it while we waited
-                    break
-                with self.queue_lock:
-                    batch, self.pending = self.pending, []
-                self._commit(batch)
+        with self.mutex:
+            lead = not self.leading
+            if lead:
+                self.leading = True
+            else:
+                self.pending.append(slot)
+        if not lead:
+            slot.wake.acquire()        # woken once: committed by a leader, or chosen to lead
+        if not slot.done:
+            self._lead(slot)
         if slot.error is not None:
             raise slot.error
         return slot.result
 
+    def _lead(self, own: _Slot) -> None:
+        with self.mutex:
+            batch, self.pending = [own, *self.pending], []
+        try:
+            self._commit(batch)
+        finally:
+            with self.mutex:
+                successor = self.pending.pop(0) if self.pending else None
+                self.leading = successor is not None
+            for s in batch:
+                if s is not own:
+                    s.wake.release()
+            if successor is not None:
+                successor.wake.release()
+
     def _commit(self, batch: list[_Slot]) -> None:
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            for s in batch:
-                cur = self.conn.execute(_INSERT, s.row)
-                s.result = cur.lastrowid if cur.rowcount == 1 else None
-            self.conn.execute("COMMIT")
-        except Exception as e:   # noqa: BLE001 - every waiting sender must learn the outcome, or it waits forever
-            for s in batch:       # first: a failed batch is never answered 200
+            for i in range(0, len(batch), _MAX_BATCH):
+                self._insert(batch[i:i + _MAX_BATCH])
+        except BaseException as e:   # noqa: BLE001 - every waiting sender must learn the outcome, or it waits forever
+            for s in batch:          # a failed batch is never answered 200
                 s.result, s.error = None, e
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
         finally:
             for s in batch:
                 s.done = True
 
+    def _insert(self, batch: list[_Slot]) -> None:
+        cur = self.conn.execute(_insert_sql(len(batch)), [v for s in batch for v in s.row])
+        inserted, last = cur.rowcount, cur.lastrowid
+        if inserted == len(batch):
+            # No duplicate: a rowid table without AUTOINCREMENT numbers new rows max(rowid)+1 onwards,
+            # in VALUES order, all within this one statement's write lock.
+            for k, s in enumerate(batch):
+                s.result = last - len(batch) + 1 + k
+            return
+        # Some delivery ids were stored before (rare: a platform retrying). The new rows are the top
+        # `inserted` ids, in VALUES order: a subsequence of the batch, matched in order by key.
+        new_rows = self.conn.execute("SELECT id, platform, shop, delivery_id FROM inbox WHERE id > ? AND id <= ? "
+                                     "ORDER BY id", (last - inserted, last)).fetchall() if inserted else []
+        for s in batch:
+            if new_rows and tuple(new_rows[0][1:]) == s.row[:2] + s.row[3:4]:
+                s.result = new_rows.pop(0)[0]
+            else:
+                s.result = None
+
 
 _writers: dict[str, _SQLiteWriter] = {}     # one per database file and process
 _writers_guard = threading.Lock()
+_by_engine: "weakref.WeakKeyDictionary[Engine, _SQLiteWriter | None]" = weakref.WeakKeyDictionary()
 
 
 def _sqlite_writer(engine: Engine) -> _SQLiteWriter | None:
+    # Remembered per engine: parsing its URL and taking a process-wide lock on every delivery cost
+    # about as much GIL time as the INSERT itself (py-spy --gil on the webhook benchmark).
+    w = _by_engine.get(engine, False)
+    if w is False or (w is not None and w.pid != os.getpid()):     # a forked worker opens its own
+        w = _by_engine[engine] = _open_writer(engine)
+    return w
+
+
+def _open_writer(engine: Engine) -> _SQLiteWriter | None:
     if engine.dialect.name != "sqlite" or not engine.url.database or engine.url.database == ":memory:":
         return None
     path = os.path.abspath(engine.url.database)
     with _writers_guard:
         w = _writers.get(path)
-        if w is None or w.pid != os.getpid():      # a forked worker opens its own connection
+        if w is None or w.pid != os.getpid():
             w = _writers[path] = _SQLiteWriter(path)
         return w
 

@@ -19,6 +19,7 @@ from connector.format import parse_date
 bp = protect(Blueprint("api", __name__, url_prefix="/api/v1"))
 ORDERS, EVENTS, CONTACTS = StoredOrder.__table__, Event.__table__, Contact.__table__
 MAX_LIMIT, DEFAULT_LIMIT = 1000, 100
+MAX_ID = 2 ** 63 - 1     # the largest id a database column holds; a larger one names nothing
 
 
 # ---- Yespo-compatible ----------------------------------------------------------------------
@@ -178,6 +179,8 @@ def list_events():
 
 @bp.get("/contacts/<int:contact_id>")
 def get_contact(contact_id: int):
+    if contact_id > MAX_ID:
+        raise ApiError(404, f"no contact with id {contact_id}")
     with get_engine().connect() as conn:
         c = contacts.get(conn, contact_id)
         if c is None:

@@ -16,12 +16,13 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from backend.db import insert_many
+from backend.db import insert_many, select_in
 from backend.storage import Contact
 from connector.format import Order
 
 T = Contact.__table__
 _PERSONAL = ("email", "email_lc", "phone", "first_name", "last_name")
+_COLUMNS = ("id", "external_customer_id", *_PERSONAL)   # ContactRow's fields, in its order
 
 
 @dataclass(eq=False)
@@ -70,23 +71,20 @@ class ContactBook:
         One query per identifier kind (an OR of the IN lists is ~4x slower on SQLite), and email
         and phone only for orders whose externalCustomerId is not known: that one wins anyway.
         """
-        rows = {r.id: r for r in self._fetch(conn, T.c.id, ids)}
+        rows = {r[0]: r for r in self._fetch(conn, "id", ids)}
         exts = {o.externalCustomerId for o in orders if o.externalCustomerId}
-        rows.update((r.id, r) for r in self._fetch(conn, T.c.external_customer_id, exts))
-        known = {r.external_customer_id for r in rows.values() if r.external_customer_id}
+        rows.update((r[0], r) for r in self._fetch(conn, "external_customer_id", exts))
+        known = {r[1] for r in rows.values() if r[1]}
         rest = [o for o in orders if not o.externalCustomerId or o.externalCustomerId not in known]
-        rows.update((r.id, r) for r in self._fetch(conn, T.c.email_lc, {o.email.lower() for o in rest if o.email}))
-        rows.update((r.id, r) for r in self._fetch(conn, T.c.phone, {o.phone for o in rest if o.phone}))
+        rows.update((r[0], r) for r in self._fetch(conn, "email_lc", {o.email.lower() for o in rest if o.email}))
+        rows.update((r[0], r) for r in self._fetch(conn, "phone", {o.phone for o in rest if o.phone}))
         for i in sorted(rows):   # the oldest contact wins a shared email or phone
-            self._index(ContactRow(**rows[i]._mapping))
+            self._index(ContactRow(*rows[i]))
 
     @staticmethod
-    def _fetch(conn: Connection, column, values: set) -> list:
-        if not values:
-            return []
-        q = select(T.c.id, T.c.external_customer_id, *[T.c[k] for k in _PERSONAL]).where(
-            T.c.erased_at.is_(None), column.in_(values))
-        return conn.execute(q).all()
+    def _fetch(conn: Connection, key: str, values: set) -> list:
+        """(id, external_customer_id, *_PERSONAL) of the live contacts whose `key` is in `values`."""
+        return select_in(conn, T, _COLUMNS, key, values, where="erased_at IS NULL")
 
     def _index(self, c: ContactRow) -> None:
         if c.id is not None:

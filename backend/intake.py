@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from backend.contacts import ContactBook, ContactRow
-from backend.db import insert_many, insert_rows, write_transaction
+from backend.db import insert_many, insert_rows, select_in, write_transaction
 from backend.errors import ApiError
 from backend.storage import Event, StoredOrder
 from connector.format import MAX_ORDERS_PER_REQUEST, InvalidOrder, Order, canonical_json, order_to_wire, parse_order
@@ -32,10 +32,16 @@ RETRIES = 3   # a concurrent writer inserting the same new order or contact (Pos
 
 # ---- the request body ----------------------------------------------------------------------
 
+def _no_constants(name: str):
+    # Python's parser accepts NaN and Infinity; JSON does not, and echoing them back in
+    # failedOrders would hand strict clients a body they cannot parse.
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_body(raw: bytes) -> list:
     """The `orders` list of a request body, or a 400 that says what is wrong with the body."""
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
     except RecursionError:
@@ -131,11 +137,10 @@ def _apply(conn: Connection, versions: list[Version], now: datetime) -> Outcome:
 
 
 def _load_orders(conn: Connection, ext_ids: set[str]) -> dict[str, OrderState]:
-    q = (select(ORDERS.c.id, ORDERS.c.external_order_id, ORDERS.c.contact_id, ORDERS.c.content_hash)
-         .where(ORDERS.c.external_order_id.in_(ext_ids)).order_by(ORDERS.c.id)
-         .with_for_update())   # PostgreSQL: concurrent requests lock shared orders in one order (no deadlock)
-    return {r.external_order_id: OrderState(r.id, ContactRow(id=r.contact_id, loaded=False) if r.contact_id else None,
-                                            r.content_hash) for r in conn.execute(q)}
+    # for_update (PostgreSQL): concurrent requests lock shared orders in one order (no deadlock)
+    rows = select_in(conn, ORDERS, ("id", "external_order_id", "contact_id", "content_hash"), "external_order_id",
+                     ext_ids, order_by="id", for_update=True)
+    return {ext: OrderState(i, ContactRow(id=cid, loaded=False) if cid else None, h) for i, ext, cid, h in rows}
 
 
 def _decide(states: dict[str, OrderState], book: ContactBook, v: Version, out: Outcome) -> None:

@@ -162,7 +162,9 @@ def measure(port: int, pid: int, tmp: Path, reqs: list[bytes]) -> dict:
 def profile(tmp: Path, reqs: list[bytes]) -> None:
     sys.path.insert(0, str(ROOT))
     from backend import create_app
+    from daemon.commands.backend import tune_gc
     app = create_app(test_config={"DATABASE_URL": f"sqlite:///{tmp}/profile.db", "API_KEYS": [KEY], "RATE_LIMIT": 0})
+    tune_gc()   # as `orderbridge backend` does after start-up
     client = app.test_client()
     auth = {"Authorization": "Basic " + base64.b64encode(f"bench:{KEY}".encode()).decode()}
     prof = cProfile.Profile()

@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Iterable
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
 
-from connector.money import ISO_4217, round_money, to_decimal, to_json_number
+from connector.money import ISO_4217, quantum, round_money, to_decimal, to_json_number
 
 MAX_ORDERS_PER_REQUEST = 1000
 
@@ -391,10 +392,14 @@ def parse_order(data: Any, *, naive_dates_as_utc: bool = False) -> Order:
 
 # ---- the fast path: the schema's rules for valid input, None at the first doubt ------------
 
-_REQUIRED = ("externalOrderId", "totalCost", "status", "date", "currency")
 _OPT_TEXT = ("externalCustomerId", "firstName", "lastName", "restoreUrl", "statusDescription", "storeId",
              "source", "deliveryMethod", "paymentMethod", "deliveryAddress")
 _ITEM_TEXT = ("name", "category", "url", "imageUrl", "description")
+_OPT_MONEY = ORDER_MONEY[1:]
+# The fast path builds Order and Item field by field (see _frozen): it must name every field.
+assert {f.name for f in dataclass_fields(Order)} == {*_OPT_TEXT, *ORDER_MONEY, "externalOrderId", "status", "date",
+                                                     "currency", "email", "phone", "additionalInfo", "items"}
+assert {f.name for f in dataclass_fields(Item)} == {*_ITEM_TEXT, "externalItemId", "quantity", "cost"}
 
 
 def _opt_read(data: dict, key: str, reader):
@@ -402,63 +407,116 @@ def _opt_read(data: dict, key: str, reader):
     return None if v is None else reader(v)
 
 
-def _texts(data: dict, keys: tuple[str, ...]) -> dict:
-    """The optional text fields of `data` (read_text, with its commonest case inlined)."""
-    out = {}
+def _text(v) -> str | None:
+    """read_text, with its commonest case (a string without NUL) inlined."""
+    if type(v) is str and "\x00" not in v:
+        return v.strip() or None
+    return read_text(v)
+
+
+def _texts(data: dict, keys: tuple[str, ...], out: dict) -> None:
+    """Put the optional text fields `keys` of `data` into `out` (None when absent); _text inlined."""
+    get = data.get
     for k in keys:
-        v = data.get(k)
+        v = get(k)
         if v is None:
             out[k] = None
         elif type(v) is str and "\x00" not in v:
             out[k] = v.strip() or None
         else:
             out[k] = read_text(v)
-    return out
+
+
+_MONEY_LIMIT = 10 ** MAX_MONEY_DIGITS
 
 
 def _money_of(value) -> Decimal:
-    """read_money, with its commonest case (a non-negative int) inlined: Decimal(5) == Decimal("5")."""
-    if type(value) is int and value >= 0:
-        return Decimal(value)
+    """read_money, with its commonest cases (a non-negative int, a plain numeric string) inlined.
+
+    Only values read_money would accept as they are return here; anything else (negative,
+    too large, not finite, not a number) goes through read_money for its error.
+    """
+    t = type(value)
+    if t is int:
+        if 0 <= value < _MONEY_LIMIT:
+            return Decimal(value)       # Decimal(5) == Decimal("5"), the same object read_money makes
+    elif t is str:
+        try:
+            d = Decimal(value.strip())
+        except InvalidOperation:
+            return read_money(value)
+        if d.is_finite() and not d < 0 and d.adjusted() < MAX_MONEY_DIGITS:
+            return d
     return read_money(value)
 
 
-def _fast_item(data: Any, cur: str) -> Item | None:
+_new = object.__new__
+
+
+def _frozen(cls, values: dict):
+    """`cls(**values)` for a frozen dataclass, given every field.
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__, which made building
+    Order and Item the largest part of the fast path; filling __dict__ at once gives an equal
+    object (same fields, same eq/repr/hash) several times faster.
+    """
+    obj = _new(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
+def _fast_item(data: Any, cur: str, quantum: Decimal) -> Item | None:
     if type(data) is not dict:
         return None
-    item_id, qty, cost = data.get("externalItemId"), data.get("quantity"), data.get("cost")
+    get = data.get
+    item_id, qty, cost = get("externalItemId"), get("quantity"), get("cost")
     if item_id is None or qty is None:
         return None
-    item_id = (item_id.strip() or None) if type(item_id) is str and "\x00" not in item_id else read_text(item_id)
+    item_id = _text(item_id)
     if item_id is None:
         return None
-    return Item(externalItemId=item_id, quantity=_money_of(qty),
-                cost=None if cost is None else round_money(_money_of(cost), cur), **_texts(data, _ITEM_TEXT))
+    values = {"externalItemId": item_id, "quantity": _money_of(qty),
+              "cost": None if cost is None else _money_of(cost).quantize(quantum, ROUND_HALF_UP)}
+    _texts(data, _ITEM_TEXT, values)
+    return _frozen(Item, values)
 
 
 def _fast_order(data: Any, naive_dates_as_utc: bool) -> Order | None:
-    if type(data) is not dict or any(data.get(k) is None for k in _REQUIRED):
+    """The order `data` describes when it is valid and usual, else None (the schema then decides)."""
+    if type(data) is not dict:
+        return None
+    get = data.get
+    ext, total, status, date, cur = (get("externalOrderId"), get("totalCost"), get("status"), get("date"),
+                                     get("currency"))
+    if ext is None or total is None or status is None or date is None or cur is None:
         return None
     try:
-        ext = read_text(data["externalOrderId"])
-        cur = read_currency(data["currency"])
-        kw = _texts(data, _OPT_TEXT)
+        ext = _text(ext)
+        cur = read_currency(cur)
+        q = quantum(cur)
+        kw = {"externalOrderId": ext, "totalCost": _money_of(total).quantize(q, ROUND_HALF_UP),
+              "status": read_status(status), "date": read_date(date, naive_dates_as_utc), "currency": cur}
+        _texts(data, _OPT_TEXT, kw)
         kw["email"] = _opt_read(data, "email", read_email)
         kw["phone"] = _opt_read(data, "phone", read_phone)
         if ext is None or not (kw["externalCustomerId"] or kw["email"] or kw["phone"]):
             return None
-        for k in ORDER_MONEY:
-            v = data.get(k)
-            kw[k] = None if v is None else round_money(_money_of(v), cur)
-        raw_items = data.get("items")
-        if raw_items is not None and type(raw_items) is not list:
-            return None
-        items = tuple([_fast_item(i, cur) for i in raw_items or ()])
-        if None in items:
-            return None
-        return Order(externalOrderId=ext, status=read_status(data["status"]),
-                     date=read_date(data["date"], naive_dates_as_utc), currency=cur,
-                     additionalInfo=_opt_read(data, "additionalInfo", read_string_map) or {}, items=items, **kw)
+        for k in _OPT_MONEY:
+            v = get(k)
+            kw[k] = None if v is None else _money_of(v).quantize(q, ROUND_HALF_UP)
+        kw["additionalInfo"] = _opt_read(data, "additionalInfo", read_string_map) or {}
+        raw_items = get("items")
+        items = []
+        if raw_items is not None:
+            if type(raw_items) is not list:
+                return None
+            for raw in raw_items:
+                item = _fast_item(raw, cur, q)
+                if item is None:
+                    return None
+                items.append(item)
+        kw["items"] = tuple(items)
+        return _frozen(Order, kw)
     except ValidationError:
         return None
 
@@ -466,13 +524,14 @@ def _fast_order(data: Any, naive_dates_as_utc: bool) -> Order | None:
 # ---- strict output ---------------------------------------------------------------------------
 
 def item_to_wire(item: Item) -> dict:
-    out: dict[str, Any] = {"externalItemId": item.externalItemId, "quantity": to_json_number(item.quantity)}
-    for k in ("name", "category", "url", "imageUrl", "description"):
-        v = getattr(item, k)
+    f = item.__dict__      # the dataclass's fields, read directly: this runs for every item of every order
+    out: dict[str, Any] = {"externalItemId": f["externalItemId"], "quantity": to_json_number(f["quantity"])}
+    for k in _ITEM_TEXT:
+        v = f[k]
         if v is not None:
             out[k] = v
-    if item.cost is not None:
-        out["cost"] = to_json_number(item.cost)
+    if f["cost"] is not None:
+        out["cost"] = to_json_number(f["cost"])
     return out
 
 
@@ -482,25 +541,26 @@ _ORDER_TEXT = ("externalCustomerId", "email", "phone", "firstName", "lastName", 
 
 def order_to_wire(order: Order) -> dict:
     """The order as the add-orders API wants it: absent values left out, numbers as JSON numbers."""
+    f = order.__dict__
     out: dict[str, Any] = {
-        "externalOrderId": order.externalOrderId,
-        "totalCost": to_json_number(order.totalCost),
-        "status": order.status,
-        "date": format_date(order.date),
-        "currency": order.currency,
+        "externalOrderId": f["externalOrderId"],
+        "totalCost": to_json_number(f["totalCost"]),
+        "status": f["status"],
+        "date": format_date(f["date"]),
+        "currency": f["currency"],
     }
     for k in _ORDER_TEXT:
-        v = getattr(order, k)
+        v = f[k]
         if v is not None:
             out[k] = v
-    for k in ORDER_MONEY[1:]:
-        v = getattr(order, k)
+    for k in _OPT_MONEY:
+        v = f[k]
         if v is not None:
             out[k] = to_json_number(v)
-    if order.additionalInfo:
-        out["additionalInfo"] = dict(order.additionalInfo)
-    if order.items:
-        out["items"] = [item_to_wire(i) for i in order.items]
+    if f["additionalInfo"]:
+        out["additionalInfo"] = dict(f["additionalInfo"])
+    if f["items"]:
+        out["items"] = [item_to_wire(i) for i in f["items"]]
     return out
 
 

@@ -48,12 +48,17 @@ def to_decimal(value) -> Decimal:
 _QUANTUM: dict[str, Decimal] = {}
 
 
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Round to the currency's minor unit, half up (as shops and tax authorities do)."""
+def quantum(currency: str) -> Decimal:
+    """The currency's minor unit as a Decimal exponent (0.01 for EUR), for Decimal.quantize."""
     q = _QUANTUM.get(currency)
     if q is None:
         q = _QUANTUM[currency] = Decimal(1).scaleb(-minor_unit(currency))
-    return amount.quantize(q, rounding=ROUND_HALF_UP)
+    return q
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's minor unit, half up (as shops and tax authorities do)."""
+    return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
 
 
 def to_json_number(d: Decimal) -> int | float:

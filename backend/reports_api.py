@@ -18,6 +18,14 @@ from connector.money import ISO_4217
 
 bp = protect(Blueprint("reports_api", __name__, url_prefix="/api/v1"))
 
+
+@bp.before_request                     # after protect's auth check: a stranger still gets 401
+def _ids_in_range():
+    """An id beyond any column's range names nothing: 404, not a database error."""
+    if any(isinstance(v, int) and v > 2 ** 63 - 1 for v in (request.view_args or {}).values()):
+        raise ApiError(404, "no such resource")
+
+
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 

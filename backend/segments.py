@@ -57,8 +57,8 @@ def _number(name: str, raw) -> float:
 
 def _count(name: str, raw) -> int:
     value = _number(name, raw)
-    if value != int(value):
-        raise InvalidSegment(f"{name}: expected a whole number, got {str(raw)[:40]!r}")
+    if value != int(value) or value > 2 ** 53:
+        raise InvalidSegment(f"{name}: expected a whole number (at most 2^53), got {str(raw)[:40]!r}")
     return int(value)
 
 

@@ -5,6 +5,7 @@ never sits in the file, in a log or in an error message.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -14,6 +15,7 @@ from typing import Any
 
 from connector.errors import ConfigError
 
+log = logging.getLogger(__name__)
 DEFAULT_CONFIG_FILE = "orderbridge.toml"
 PLATFORMS = ("shopify", "woocommerce", "csv")
 
@@ -106,6 +108,7 @@ class Config:
     shops: tuple[ShopConfig, ...] = ()
     path: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    unknown_keys: tuple[str, ...] = ()     # keys no part reads (typos, most likely): logged, shown by `check`
 
     def shop(self, name: str) -> ShopConfig:
         for s in self.shops:
@@ -143,11 +146,69 @@ def _shop(entry: dict, i: int) -> ShopConfig:
     if platform not in PLATFORMS:
         raise ConfigError(f"[[shops]] {name}: platform must be one of {', '.join(PLATFORMS)}; got {platform!r}")
     status_map = entry.get("status_map", {})
-    if not isinstance(status_map, dict):
-        raise ConfigError(f"[[shops]] {name}: status_map must be a table")
+    if not isinstance(status_map, dict) or not all(isinstance(v, str) for v in status_map.values()):
+        raise ConfigError(f"[[shops]] {name}: status_map must be a table of status names (\"paid\" = \"IN_PROGRESS\")")
+    _check_types(f"[[shops]] {name}", entry, {"order_id_prefix": (str, "a string"), "webhook_secret_env": (str, "a string")})
+    env_keys = {k: (str, "the name of an environment variable") for k in entry if k.endswith("_env")}
+    _check_types(f"[[shops]] {name}", entry, env_keys)
     options = {k: v for k, v in entry.items() if k not in ("name", "platform", "order_id_prefix", "webhook_secret_env", "status_map")}
     return ShopConfig(name=name, platform=platform, order_id_prefix=str(entry.get("order_id_prefix", "")),
                       webhook_secret_env=entry.get("webhook_secret_env"), status_map=dict(status_map), options=options)
+
+
+_DATABASE_URL = re.compile(r"^(sqlite|postgres|postgresql)(\+\w+)?://")
+
+
+def _check_types(where: str, values: dict, kinds: dict[str, tuple[type, str]]) -> None:
+    """A key of the wrong type is named here, not met later as a stack trace."""
+    for key, (kind, expected) in kinds.items():
+        if key in values:
+            v = values[key]
+            if isinstance(v, bool) and kind is not bool or not isinstance(v, kind):
+                raise ConfigError(f"{where} {key}: expected {expected}; got {v!r}")
+
+
+def _check_database(where: str, url: Any) -> None:
+    if not isinstance(url, str) or not _DATABASE_URL.match(url):
+        raise ConfigError(f"{where} database: expected a sqlite:///PATH or postgresql+psycopg://... URL; got {url!r}")
+
+
+def _validate(target: TargetConfig, daemon: DaemonConfig, backend: BackendConfig, database: Any) -> None:
+    text, whole, number = (str, "a string"), (int, "a whole number"), ((int, float), "a number")
+    _check_types("[target]", vars(target), {"url": text, "api_key_env": text, "batch_size": whole})
+    if not re.match(r"^https?://[^/\s]+", target.url):
+        raise ConfigError(f"[target] url: expected an http:// or https:// URL; got {target.url!r}")
+    if not 1 <= target.batch_size <= 1000:
+        raise ConfigError("[target] batch_size must be between 1 and 1000")
+    _check_types("[daemon]", vars(daemon), {"max_attempts": whole})
+    if daemon.max_attempts < 1:
+        raise ConfigError(f"[daemon] max_attempts: expected at least 1; got {daemon.max_attempts}")
+    _check_types("[backend]", vars(backend), {"api_keys_env": text, "max_body": whole, "rate_limit": number,
+                                              "organisation_name": text, "user_email": text})
+    if backend.max_body < 1 or backend.rate_limit < 0:
+        raise ConfigError("[backend] max_body must be positive and rate_limit 0 (off) or more")
+    _check_database("[connector]", database)
+    _check_database("[backend]", backend.database)
+
+
+# Sections whose keys are all known here; [backend] and [[shops]] also hold keys their parts read.
+_SECTION_KEYS = {
+    "connector": {"database"},
+    "target": set(TargetConfig.__dataclass_fields__),
+    "daemon": set(DaemonConfig.__dataclass_fields__),
+    "receiver": {"max_body"},
+}
+_TOP_LEVEL = set(_SECTION_KEYS) | {"backend", "shops"}
+
+
+def unknown_keys(raw: dict) -> tuple[str, ...]:
+    """Keys that nothing reads: `[daemon] flush_evry` would otherwise be ignored without a word."""
+    out = [f"[{k}]" for k in raw if k not in _TOP_LEVEL]
+    for name, known in _SECTION_KEYS.items():
+        sec = raw.get(name)
+        if isinstance(sec, dict):
+            out += [f"[{name}] {k}" for k in sec if k not in known]
+    return tuple(out)
 
 
 def from_dict(raw: dict, path: Path | None = None) -> Config:
@@ -157,6 +218,9 @@ def from_dict(raw: dict, path: Path | None = None) -> Config:
     dsec = _section(raw, "daemon")
     dkw = _known(dsec, DaemonConfig, "daemon", ("flush_every", "poll_every", "lease"))
     if "retry_schedule" in dkw:
+        if not isinstance(dkw["retry_schedule"], list) or not dkw["retry_schedule"]:
+            raise ConfigError(f"[daemon] retry_schedule: expected a list of durations such as [\"30s\", \"5m\", \"1h\"]; "
+                              f"got {dkw['retry_schedule']!r}")
         dkw["retry_schedule"] = tuple(parse_duration(v, "[daemon] retry_schedule") for v in dkw["retry_schedule"])
     bsec = _section(raw, "backend")
     bkw = _known(bsec, BackendConfig, "backend")
@@ -168,10 +232,14 @@ def from_dict(raw: dict, path: Path | None = None) -> Config:
     names = [s.name for s in parsed]
     if len(set(names)) != len(names):
         raise ConfigError("[[shops]]: two shops share a name")
-    if not 1 <= int(target.batch_size) <= 1000:
-        raise ConfigError("[target] batch_size must be between 1 and 1000")
-    return Config(database=conn.get("database", Config.database), target=target, daemon=DaemonConfig(**dkw),
-                  backend=BackendConfig(**bkw), shops=parsed, path=path, raw=raw)
+    database, daemon, backend = conn.get("database", Config.database), DaemonConfig(**dkw), BackendConfig(**bkw)
+    _validate(target, daemon, backend, database)
+    _check_types("[receiver]", _section(raw, "receiver"), {"max_body": (int, "a whole number of bytes")})
+    unknown = unknown_keys(raw)
+    if unknown:
+        log.warning("config%s: ignoring unknown keys (typos?): %s", f" {path}" if path else "", ", ".join(unknown))
+    return Config(database=database, target=target, daemon=daemon, backend=backend, shops=parsed, path=path, raw=raw,
+                  unknown_keys=unknown)
 
 
 def load_config(path: str | Path | None = None) -> Config:
@@ -187,4 +255,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"config file {p} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
     return from_dict(raw, p)

@@ -44,7 +44,18 @@ def require_key(config) -> None:
     """Pushing without a key can only be refused: say so before starting."""
     from connector.errors import ConfigError
     if not config.target.api_key:
-        raise ConfigError(f"no API key for the target: set the environment variable {config.target.api_key_env}")
+        raise ConfigError(f"no API key for the target: set the environment variable {config.target.api_key_env}"
+                          + key_hint(config))
+
+
+def key_hint(config) -> str:
+    """Where `orderbridge up` keeps the key it made, when that file is here (its path, never its content)."""
+    from pathlib import Path
+    KEY_FILE = Path("var") / "api_key"      # backend/keys.py KEY_FILE; the daemon does not import the backend
+    if not KEY_FILE.is_file():
+        return ""
+    return (f" (`orderbridge up` keeps the key it created in {KEY_FILE}: "
+            f"export {config.target.api_key_env}=\"$(cat {KEY_FILE})\")")
 
 
 # ---- flush and sweep -------------------------------------------------------------------------

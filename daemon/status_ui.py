@@ -86,7 +86,7 @@ def last_polls(conn, shops: list[str]) -> list[dict]:
 @bp.get("/")
 def status():
     raw_before = request.args.get("before", "")
-    before = int(raw_before) if raw_before.isdigit() else None
+    before = int(raw_before) if raw_before.isdigit() and int(raw_before) <= 2 ** 63 - 1 else None
     with engine().connect() as conn:
         data = {"outbox": counts(conn, OUTBOX, OUTBOX_STATES), "inbox": counts(conn, INBOX, INBOX_STATES),
                 "push": last_push(conn), "polls": last_polls(conn, current_app.extensions.get(
@@ -101,7 +101,7 @@ def requeue():
     if request.form.get("all"):
         ids = None
     else:
-        ids = [int(v) for v in request.form.getlist("id") if v.isdigit()]
+        ids = [int(v) for v in request.form.getlist("id") if v.isdigit() and int(v) <= 2 ** 63 - 1]
         if not ids:
             flash("Nothing to requeue: tick a failed order first.", "error")
             return redirect(url_for("connector_status.status"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,6 +18,31 @@ from connector.errors import ConfigError, FatalAPIError, OrderbridgeError, Retri
 
 log = logging.getLogger(__name__)
 API = "wc/v3"
+
+
+class RedactQueryCredentials(logging.Filter):
+    """With query_string_auth the key and secret ride in the URL, and urllib3 logs URLs at DEBUG
+    (`orderbridge --verbose`): blank them out of every record of that logger."""
+
+    PATTERN = re.compile(r"(consumer_(?:key|secret)=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:   # noqa: BLE001 - a record that cannot format is left to logging to report
+            return True
+        if "consumer_" in message:
+            record.msg, record.args = self.PATTERN.sub(r"\1[redacted]", message), None
+        return True
+
+
+def _install_redaction() -> None:
+    target = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, RedactQueryCredentials) for f in target.filters):
+        target.addFilter(RedactQueryCredentials())
+
+
+_install_redaction()
 USER_AGENT = "orderbridge (WooCommerce poller)"
 
 # What to do with an answer (STYLE.md habit 5): status → action; everything 5xx retries too.

@@ -16,6 +16,7 @@ from flask import Flask, abort, current_app, redirect, request, session, url_for
 
 from backend.auth import key_matches
 from connector.config import secret
+from connector.errors import ConfigError
 
 SECRET_FILE = "ui-secret.key"
 CSRF_FIELD = "csrf_token"
@@ -61,8 +62,10 @@ def configure(app: Flask) -> None:
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     # a UI login lasts a working day by default, not Flask's 31 days
-    hours = float(options(app).get("ui_session_hours", 12))
-    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=hours)
+    raw = options(app).get("ui_session_hours", 12)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw <= 24 * 366:
+        raise ConfigError(f"[backend] ui_session_hours: expected a number of hours (more than 0, at most a year); got {raw!r}")
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=raw)
 
 
 def operator_password() -> str | None:

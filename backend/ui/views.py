@@ -30,6 +30,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
+MAX_ID = 2 ** 63 - 1       # the largest id a database column holds; a larger one names nothing
+
+
 @bp.before_request
 def guard():
     if request.endpoint in PUBLIC_ENDPOINTS:
@@ -39,6 +42,13 @@ def guard():
         return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
     auth.check_csrf()
     return None
+
+
+@bp.before_request                     # after guard: a visitor who is not logged in goes to the login page
+def ids_in_range():
+    """An id beyond any column's range is a page that does not exist, not a database error."""
+    if any(isinstance(v, int) and v > MAX_ID for v in (request.view_args or {}).values()):
+        abort(404, description="no such record")
 
 
 @bp.after_request
@@ -85,7 +95,7 @@ def int_arg(name: str) -> int | None:
     raw = request.args.get(name, "").strip()
     if raw == "":
         return None
-    if not raw.isdigit():
+    if not raw.isdigit() or int(raw) > MAX_ID:
         abort(400, description=f"{name}: expected a whole number, got {raw[:20]!r}")
     return int(raw)
 

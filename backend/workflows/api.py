@@ -19,6 +19,13 @@ bp = protect(Blueprint("workflows", __name__, url_prefix="/api/v1"))
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
+@bp.before_request                     # after protect's auth check: a stranger still gets 401
+def _ids_in_range():
+    """An id beyond any column's range names nothing: 404, not a database error."""
+    if any(isinstance(v, int) and v > 2 ** 63 - 1 for v in (request.view_args or {}).values()):
+        raise ApiError(404, "no such resource")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 

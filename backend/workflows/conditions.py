@@ -1,13 +1,24 @@
-"""Conditions on event params and order fields: {all|any: [{param, op, value}, ...]}, nestable."""
+"""Conditions on event params and order fields: {all|any: [{param, op, value}, ...]}, nestable.
+
+`in_segment` / `not_in_segment` test the contact (`param`, default `contactId`) against a saved
+segment (`value`: its name or id); the caller that has the database passes `segment(ref, contact_id)`.
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from backend.workflows.templates import as_text, lookup
 
 OPS = ("equals", "not_equals", "is_set", "is_empty", "contains", "not_contains", "one_of",
-       "starts_with", "ends_with", "greater_than", "less_than")
+       "starts_with", "ends_with", "greater_than", "less_than", "in_segment", "not_in_segment")
 NEEDS_VALUE = {op for op in OPS if op not in ("is_set", "is_empty")}
+SEGMENT_OPS = ("in_segment", "not_in_segment")
+SEGMENT_PARAM = "contactId"
+SegmentTest = Callable[[Any, Any], bool]     # (segment name or id, contact id) -> member?
+
+
+class SegmentUnavailable(ValueError):
+    """A segment rule where no database is at hand to test it."""
 
 
 def _number(v: Any) -> float | None:
@@ -39,9 +50,14 @@ def _compare(actual: Any, expected: Any, op: str) -> bool:
     return a > e if op == "greater_than" else a < e
 
 
-def test(rule: dict, variables: dict) -> bool:
+def test(rule: dict, variables: dict, segment: SegmentTest | None = None) -> bool:
     """One rule {param, op, value} against the run's variables."""
-    actual, op, expected = lookup(variables, rule["param"]), rule["op"], rule.get("value")
+    actual, op, expected = lookup(variables, rule.get("param") or SEGMENT_PARAM), rule["op"], rule.get("value")
+    if op in SEGMENT_OPS:
+        if segment is None:
+            raise SegmentUnavailable(f"{op} needs the database")
+        member = actual not in (None, "") and segment(expected, actual)
+        return member if op == "in_segment" else not member
     empty = actual is None or actual == "" or actual == [] or actual == {}
     if op == "is_set":
         return not empty
@@ -64,14 +80,28 @@ def test(rule: dict, variables: dict) -> bool:
     return _compare(actual, expected, op)
 
 
-def holds(condition: dict | None, variables: dict) -> bool:
+def holds(condition: dict | None, variables: dict, segment: SegmentTest | None = None) -> bool:
     """A normalised condition ({"all": [...]} or {"any": [...]}, items rules or conditions)."""
     if not condition:
         return True
     if "all" in condition:
-        return all(_item(c, variables) for c in condition["all"])
-    return any(_item(c, variables) for c in condition["any"])
+        return all(_item(c, variables, segment) for c in condition["all"])
+    return any(_item(c, variables, segment) for c in condition["any"])
 
 
-def _item(c: dict, variables: dict) -> bool:
-    return holds(c, variables) if ("all" in c or "any" in c) else test(c, variables)
+def _item(c: dict, variables: dict, segment: SegmentTest | None) -> bool:
+    return holds(c, variables, segment) if ("all" in c or "any" in c) else test(c, variables, segment)
+
+
+def saved_segments(conn) -> SegmentTest:
+    """`segment` for holds(): membership in a saved segment, read through `conn` (raises InvalidSegment
+    for a segment that does not exist)."""
+    from backend.segments import contact_in_saved_segment
+
+    def member(ref: Any, contact_id: Any) -> bool:
+        try:
+            cid = int(contact_id)
+        except (TypeError, ValueError):
+            return False
+        return contact_in_saved_segment(conn, ref, cid)
+    return member

@@ -5,6 +5,7 @@ The format is documented in backend/workflows/__init__.py.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -18,6 +19,7 @@ ORDER_EVENTS = ("orderINITIALIZED", "orderIN_PROGRESS", "orderDELIVERED", "order
                 "orderABANDONED_SHOPPING_CART")
 PLACED_EVENTS = ORDER_EVENTS[:4]     # "the contact placed an order": an abandoned cart is not one
 _UNITS = {"minutes": 60, "hours": 3600, "days": 86400}
+MAX_DAYS = 3650            # ten years: longer waits are mistakes, and dates past year 9999 cannot be stored
 READ_ONLY = ("id", "version", "createdAt", "updatedAt")     # shown by the API, ignored when sent back
 TOP_KEYS = {"name", "description", "active", "start", "unique", "skipIfRunning", "stop", "steps", *READ_ONLY}
 STEP_KEYS = {"id", "type", "description", "next", "yes", "no", "by", "externalOrderId", "channel", "to", "subject",
@@ -111,6 +113,11 @@ def _rule(r: Any, where: str, errs: _Errors) -> dict:
         errs.add(where, "must be an object {param, op, value}")
         return {}
     param, op = r.get("param"), r.get("op")
+    if op in conditions.SEGMENT_OPS and param is None:
+        param = conditions.SEGMENT_PARAM          # the event's contact
+    if op in conditions.SEGMENT_OPS and "value" in r and (isinstance(r.get("value"), bool)
+                                         or not isinstance(r.get("value"), (str, int)) or r.get("value") == ""):
+        errs.add(f"{where}.value", f"must name a saved segment (its name or id) for op {op}")
     if not isinstance(param, str) or not templates.NAME.match(param):
         errs.add(f"{where}.param", f"must be a parameter or order field name, got {param!r}")
     if op not in conditions.OPS:
@@ -134,8 +141,9 @@ def _unique(u: Any, errs: _Errors) -> dict:
     if u["mode"] != "once_per_days":
         return {"mode": u["mode"]}
     days = u.get("days")
-    if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
-        errs.add("unique.days", f"must be a positive number of days for mode once_per_days, got {days!r}")
+    if not _finite(days) or not 0 < days <= MAX_DAYS:
+        errs.add("unique.days", f"must be a positive number of days (at most {MAX_DAYS}) for mode once_per_days, "
+                                f"got {days!r}")
         days = 1
     return {"mode": "once_per_days", "days": days}
 
@@ -172,11 +180,19 @@ def _duration(d: Any, where: str, errs: _Errors) -> float:
     total = 0.0
     for unit, seconds in _UNITS.items():
         v = d.get(unit, 0)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+        if not _finite(v) or v < 0:
             errs.add(f"{where}.{unit}", f"must be a number ≥ 0, got {v!r}")
         else:
             total += v * seconds
+    if total > MAX_DAYS * 86400:
+        errs.add(where, f"must be at most {MAX_DAYS} days in all")
+        return 0
     return total
+
+
+def _finite(v: Any) -> bool:
+    """A real number: JSON parsers also let through NaN and Infinity, which no date arithmetic survives."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _steps(steps: Any, errs: _Errors) -> list[dict]:

@@ -22,6 +22,7 @@ from backend.workflows import storage as t
 from backend.workflows.channels import ChannelSettings
 from backend.workflows.intake import stop_event_id
 from backend.workflows.model import Workflow, load_workflows, timer_due, utc, variables
+from connector.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 orders = StoredOrder.__table__
@@ -107,7 +108,10 @@ class Batch:
         return Outcome(result={}, next=step["next"])
 
     def condition(self, step: dict, run: Run, wf: Workflow) -> Outcome:
-        ok = conditions.holds(step["condition"], variables(run.context))
+        try:
+            ok = conditions.holds(step["condition"], variables(run.context), conditions.saved_segments(self.conn))
+        except InvalidInput as e:     # InvalidSegment: a saved segment deleted since; the run says so
+            return Outcome(state=t.FAILED, error=f"condition {step['id']!r}: {e}")
         return Outcome(result={"result": ok}, next=step["yes"] if ok else step["no"])
 
     # --- the chain ------------------------------------------------------------------------

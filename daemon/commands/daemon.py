@@ -28,7 +28,11 @@ def run(args, config) -> int:
 
 def summary(cycle) -> str:
     f, i = cycle.flush, cycle.inbox
-    line = (f"inbox: {i.done} done, {i.ignored} ignored, {i.failed} failed; polled {len(cycle.polled)} shops; "
+    failed_polls = {name: r for name, r in cycle.polled.items() if isinstance(r, str)}
+    polled = f"polled {len(cycle.polled) - len(failed_polls)} shops"
+    if failed_polls:   # a cron user sees only this line: a shop that could not be polled is named here
+        polled += "; poll failed for " + "; ".join(f"{name} ({err})" for name, err in failed_polls.items())
+    line = (f"inbox: {i.done} done, {i.ignored} ignored, {i.failed} failed; {polled}; "
             f"pushed: {f.sent} sent, {f.failed} failed, {f.retried} to retry")
     if f.refused:
         line += f"; stopped: {f.refused}"

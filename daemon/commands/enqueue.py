@@ -20,18 +20,18 @@ def add_arguments(p) -> None:
 
 def read_orders(f: TextIO) -> Iterator[tuple[str, object]]:
     """(where, order-or-error) pairs: `where` is 'line N' (JSON Lines) or 'order #N' (a JSON document)."""
-    first = f.readline()
-    while first and not first.strip():
-        first = f.readline()
-    try:
-        head = json.loads(first) if first.strip() else None
-        jsonl = isinstance(head, dict) and "orders" not in head
-    except ValueError:
-        head, jsonl = None, False
+    skipped, first = _next_nonblank(f, 0)
+    head = _json_or_none(first.lstrip("\ufeff"))
+    jsonl = isinstance(head, dict) and "orders" not in head
+    gap, second = 0, ""
+    if head is None and first.strip():
+        # A broken first line must not cost the valid lines after it: JSON Lines if the next line is an order.
+        gap, second = _next_nonblank(f, 0)
+        jsonl = isinstance(_json_or_none(second), dict)
     if jsonl:
-        yield from _lines(first, f)
+        yield from _lines(skipped + 1, _chain([first] + [""] * gap + ([second] if second else []), f))
         return
-    text = first + f.read()
+    text = (first + "\n" * gap + second + f.read()).lstrip("\ufeff")
     try:
         doc = json.loads(text) if text.strip() else {"orders": []}
     except ValueError as e:
@@ -45,19 +45,34 @@ def read_orders(f: TextIO) -> Iterator[tuple[str, object]]:
         yield f"order #{i}", o
 
 
-def _lines(first: str, f: TextIO) -> Iterator[tuple[str, object]]:
-    lineno = 1
-    for line in _chain(first, f):
+def _next_nonblank(f: TextIO, skipped: int) -> tuple[int, str]:
+    """(blank lines skipped, the next non-blank line or '')."""
+    line = f.readline()
+    while line and not line.strip():
+        skipped += 1
+        line = f.readline()
+    return skipped, line
+
+
+def _json_or_none(text: str):
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return None
+
+
+def _lines(lineno: int, lines) -> Iterator[tuple[str, object]]:
+    for line in lines:
         if line.strip():
             try:
-                yield f"line {lineno}", json.loads(line)
+                yield f"line {lineno}", json.loads(line.lstrip("\ufeff"))
             except ValueError as e:
                 yield f"line {lineno}", ValueError(f"not valid JSON: {e}")
         lineno += 1
 
 
-def _chain(first: str, f: TextIO) -> Iterator[str]:
-    yield first
+def _chain(read: list[str], f: TextIO) -> Iterator[str]:
+    yield from read
     yield from f
 
 
@@ -66,6 +81,7 @@ def run(args, config) -> int:
 
     engine = make_engine(config.database)
     init_db(engine)
+    from connector.errors import InvalidInput
     try:
         if args.file == "-":
             counts = enqueue_stream(engine, sys.stdin, args.shop, "stdin")
@@ -74,8 +90,11 @@ def run(args, config) -> int:
                 with open(args.file, encoding="utf-8") as f:
                     counts = enqueue_stream(engine, f, args.shop, args.file)
             except OSError as e:
-                from connector.errors import InvalidInput
                 raise InvalidInput(f"cannot read {args.file}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        # The orders before the bad byte are enqueued (each chunk commits); the rest is named, not dropped.
+        raise InvalidInput(f"{'stdin' if args.file == '-' else args.file}: not UTF-8 text ({e.reason}, byte 0x{e.object[e.start]:02x}); "
+                           "re-save it as UTF-8, then enqueue it again (orders already enqueued stay unchanged)") from None
     finally:
         engine.dispose()
     enq, unchanged, stale, invalid = counts

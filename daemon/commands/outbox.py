@@ -62,12 +62,15 @@ def failed(engine, args, config) -> int:
     from sqlalchemy.orm import Session
 
     from connector import outbox
+    from connector.store import utcnow
     n = 0
     with Session(engine) as s:
         for row in outbox.failed_rows(s, args.limit):
             n += 1
             print(f"{row.id}\t{row.shop}\t{row.external_order_id}\tattempts {row.attempts}\t{row.last_error}")
-    print(f"{n} failed" + ("" if not n else "; fix the cause, then `orderbridge outbox requeue ID...` or --all-failed"),
+        total = outbox.status(s, utcnow()).counts["failed"] if args.limit is not None else n
+    shown = f"{total} failed" + (f" ({n} listed; raise --limit to see more)" if total > n else "")
+    print(shown + ("" if not total else "; fix the cause, then `orderbridge outbox requeue ID...` or --all-failed"),
           file=sys.stderr)
     return 0
 
@@ -108,8 +111,19 @@ def inbox_failed(engine, args, config) -> int:
 
 
 def replay(engine, args, config) -> int:
+    from sqlalchemy import select
+
+    from connector.store import INBOX_FAILED, InboxDelivery
     from daemon.jobs import Runtime, process_inbox, replay_inbox
+    t = InboxDelivery.__table__
+    unknown: list[int] = []
+    if not args.all_failed:   # like requeue: an id that is not a failed delivery is named, not skipped quietly
+        with engine.connect() as conn:
+            failed = set(conn.execute(select(t.c.id).where(t.c.id.in_(args.ids), t.c.state == INBOX_FAILED)).scalars())
+        unknown = [i for i in args.ids if i not in failed]
     n = replay_inbox(engine, None if args.all_failed else args.ids)
     report = process_inbox(Runtime.create(config, engine))
     print(f"replayed {n}: {report.done} done, {report.ignored} ignored, {report.failed} failed again")
-    return 0 if report.failed == 0 else 1
+    if unknown:
+        print(f"not failed deliveries (or unknown): {' '.join(map(str, unknown))}", file=sys.stderr)
+    return 0 if report.failed == 0 and not unknown else 1

@@ -6,6 +6,22 @@ HELP = "push the outbox to the target now, until nothing is due (with a progress
 
 def add_arguments(p) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--retry-now", action="store_true",
+                   help="also send the pending orders waiting for a later retry (after fixing the target)")
+
+
+def make_all_due(engine, now) -> int:
+    """Pending rows waiting on the retry schedule become due now; their attempt counts are kept."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from connector.store import PENDING, OutboxRow
+    t = OutboxRow.__table__
+    with Session(engine) as s:
+        n = s.execute(update(t).where(t.c.state == PENDING, t.c.next_attempt_at > now)
+                      .values(next_attempt_at=now)).rowcount
+        s.commit()
+    return n
 
 
 def run(args, config) -> int:
@@ -22,6 +38,8 @@ def run(args, config) -> int:
     rt = Runtime.create(config)
     try:
         sweep_leases(rt)
+        if args.retry_now:
+            make_all_due(rt.engine, utcnow())
         with Session(rt.engine) as s:
             due = outbox.status(s, utcnow()).due
         t0 = time.perf_counter()
@@ -34,6 +52,11 @@ def run(args, config) -> int:
         if report.stopped:
             print(f"stopped: {report.refused or report.unreachable}")
             return 1
+        with Session(rt.engine) as s:
+            left = outbox.status(s, utcnow())
+        if left.next_retry is not None:   # not due yet: say so, or `push` looks like it did nothing for no reason
+            print(f"{left.counts['pending']} pending wait for a retry (next at {left.next_retry:%Y-%m-%d %H:%M:%S} UTC); "
+                  "`orderbridge push --retry-now` sends them now")
         return 0
     finally:
         rt.engine.dispose()

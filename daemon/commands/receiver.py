@@ -22,7 +22,14 @@ def run(args, config) -> int:
         ready(args.host, args.port)
         waitress_serve(app, host=args.host, port=args.port, threads=args.threads)
     else:
-        serve(app, args.host, args.port, args.threads, on_ready=ready)
+        try:
+            serve(app, args.host, args.port, args.threads, on_ready=ready)
+        except OSError as e:
+            from daemon.commands.up import listen_error
+            err = listen_error(e, args.host, args.port)
+            if err is None:
+                raise
+            raise err from None
     finally:
         app.config["OB_ENGINE"].dispose()
     return 0

@@ -58,18 +58,37 @@ def _banner(host: str, port: int, key: str, source: str | None) -> str:
     ])
 
 
+def listen_error(e: OSError, host: str, port: int):
+    """The address cannot be taken (in use, not ours, privileged): a sentence, not a stack trace."""
+    import errno
+
+    from connector.errors import ConfigError
+    why = {errno.EADDRINUSE: "is already in use (another orderbridge?); pick another with --port",
+           errno.EACCES: "needs privileges (ports below 1024); pick another with --port",
+           errno.EADDRNOTAVAIL: "is not an address of this machine; check --host"}.get(e.errno)
+    return ConfigError(f"cannot listen on {host}:{port}: it {why}") if why else None
+
+
 def run(args, config) -> int:
     from backend.keys import ensure_api_key
+    from daemon.commands.backend import tune_gc
     from daemon.serve import serve
 
     key, source = ensure_api_key(config)
     backend, wsgi = build_wsgi(config)
+    tune_gc()
     stops = start_jobs(config, backend)
     try:
         def ready(h, p):
             stops.insert(0, start_daemon(config, h, p))   # the port is known only now; stopped first
             print(_banner(h, p, key, source), flush=True)
-        serve(wsgi, args.host, args.port, args.threads, on_ready=ready)
+        try:
+            serve(wsgi, args.host, args.port, args.threads, on_ready=ready)
+        except OSError as e:
+            err = listen_error(e, args.host, args.port)
+            if err is None:
+                raise
+            raise err from None
     finally:
         for stop in stops:
             stop()

@@ -2,6 +2,7 @@
 
     python bench/csv_import.py                 # 100k and 1M rows
     python bench/csv_import.py --rows 100000 300000
+    python bench/csv_import.py --rows 100000 --workers 0 2     # one process, then two workers
 
 For each size it generates a Shopify "Export orders" file (79 columns, one row per line item,
 1 to 5 items per order, about 3 rows per order, some multi-line notes) in a temp dir, then:
@@ -9,7 +10,8 @@ For each size it generates a Shopify "Export orders" file (79 columns, one row p
   import  `orderbridge import-csv FILE --shop bench --preset shopify` in a subprocess, into a fresh
           SQLite outbox; wall time and the subprocess's RSS high-water mark (ru_maxrss from wait4).
 Prints figures; asserts nothing (targets: peak < 150 MB at any size, import ≥ 25 % of the floor).
-CPU times are printed too: on a shared machine they compare more fairly than wall times.
+CPU times are printed too (the import's includes its worker processes): on a shared machine they
+compare more fairly than wall times, and the load average says how shared the machine was.
 """
 from __future__ import annotations
 
@@ -79,11 +81,14 @@ def floor(path: Path) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def run_import(path: Path, work: Path) -> tuple[float, float, float, str]:
+def run_import(path: Path, work: Path, workers: int | None) -> tuple[float, float, float, str]:
     cfg = work / "bench.toml"
     cfg.write_text(f'[connector]\ndatabase = "sqlite:///{work}/outbox.db"\n\n[[shops]]\nname = "bench"\nplatform = "csv"\n')
     exe = Path(sys.executable).with_name("orderbridge")
     cmd = [str(exe), "--config", str(cfg), "import-csv", str(path), "--shop", "bench", "--preset", "shopify"]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    (work / "outbox.db").unlink(missing_ok=True)
     start = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = p.stdout.read()
@@ -96,7 +101,7 @@ def run_import(path: Path, work: Path) -> tuple[float, float, float, str]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out
 
 
-def bench(n_rows: int) -> None:
+def bench(n_rows: int, workers: list[int | None]) -> None:
     work = Path(tempfile.mkdtemp(prefix="ob-bench-csv-"))
     try:
         path = work / "orders_export.csv"
@@ -104,14 +109,18 @@ def bench(n_rows: int) -> None:
         rows, orders = generate(path, n_rows)
         size = path.stat().st_size / 1e6
         print(f"{rows:,} rows, {orders:,} orders, {size:.0f} MB (generated in {time.perf_counter() - t:.0f} s)")
-        fl, fl_cpu = floor(path)
-        elapsed, cpu, peak_mb, out = run_import(path, work)
-        enq = next((ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("enqueued:")), "?")
-        print(f"  floor  csv.reader only : {rows / fl:>10,.0f} rows/s  ({fl:.1f} s wall, {fl_cpu:.1f} s CPU)")
-        print(f"  import into outbox     : {rows / elapsed:>10,.0f} rows/s  ({elapsed:.1f} s wall, {cpu:.1f} s CPU, "
-              f"{enq} orders enqueued)")
-        print(f"  ratio import / floor   : {fl / elapsed:>10.1%}   wall (target ≥ 25 %); by CPU time {fl_cpu / cpu:.1%}")
-        print(f"  peak RSS of the import : {peak_mb:>10.0f} MB       (target < 150 MB)")
+        for w in workers:
+            fl, fl_cpu = floor(path)
+            load = os.getloadavg()[0]
+            elapsed, cpu, peak_mb, out = run_import(path, work, w)
+            enq = next((ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("enqueued:")), "?")
+            print(f"  workers: {'default (one per CPU)' if w is None else w}; {os.cpu_count()} CPUs, "
+                  f"load average {load:.1f} before the run")
+            print(f"  floor  csv.reader only : {rows / fl:>10,.0f} rows/s  ({fl:.1f} s wall, {fl_cpu:.1f} s CPU)")
+            print(f"  import into outbox     : {rows / elapsed:>10,.0f} rows/s  ({elapsed:.1f} s wall, {cpu:.1f} s CPU, "
+                  f"{enq} orders enqueued)")
+            print(f"  ratio import / floor   : {fl / elapsed:>10.1%}   wall (target ≥ 25 %); by CPU time {fl_cpu / cpu:.1%}")
+            print(f"  peak RSS of the import : {peak_mb:>10.0f} MB       (target < 150 MB; the largest process)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -119,8 +128,11 @@ def bench(n_rows: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
-    for n in ap.parse_args().rows:
-        bench(n)
+    ap.add_argument("--workers", type=int, nargs="+", help="import with each of these --workers values "
+                    "(default: the command's default)")
+    args = ap.parse_args()
+    for n in args.rows:
+        bench(n, args.workers or [None])
 
 
 if __name__ == "__main__":

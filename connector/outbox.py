@@ -87,28 +87,80 @@ def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
     result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
         key = (v.shop, str(v.wire["externalOrderId"]))
-        text = canonical_json(v.wire)
-        h = _hash_text(text)
+        text = getattr(v, "canonical", None)    # a version prepared elsewhere (CSV import workers)
+        if text:
+            h = v.digest
+        else:
+            text = canonical_json(v.wire)
+            h = _hash_text(text)
         old = new_heads.get(key) or heads.get(key)
         if old and old[0] == h:
             result.unchanged += 1
             continue
-        if old and old[1] and v.source_updated_at and _aware(v.source_updated_at) < old[1]:
+        src = _aware(v.source_updated_at)
+        if old and old[1] and src and src < old[1]:
             result.stale += 1
             continue
-        rows.append(dict(shop=v.shop, external_order_id=key[1], payload=text, content_hash=h, source=v.source,
-                         state=PENDING, attempts=0, next_attempt_at=now, created_at=now, updated_at=now))
-        new_heads[key] = (h, _aware(v.source_updated_at) or (old[1] if old else None), len(rows) - 1)
+        rows.append((v.shop, key[1], text, h, v.source))
+        new_heads[key] = (h, src or (old[1] if old else None), len(rows) - 1)
     if rows:
-        # One multi-row INSERT ... RETURNING (in parameter order) instead of a statement per row.
-        ids = list(session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), rows).scalars())
+        insert_rows = _insert_sqlite if session.get_bind().dialect.name == "sqlite" else _insert_core
+        ids = insert_rows(session, rows, now)
         result.enqueued, result.ids = len(ids), ids
         new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
 
 
+def _insert_core(session: Session, rows: list[tuple], now: datetime) -> list[int]:
+    """One multi-row INSERT ... RETURNING (in parameter order) instead of a statement per row."""
+    params = [dict(shop=shop, external_order_id=oid, payload=text, content_hash=h, source=source, state=PENDING,
+                   attempts=0, next_attempt_at=now, created_at=now, updated_at=now)
+              for shop, oid, text, h, source in rows]
+    return list(session.execute(insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True), params).scalars())
+
+
+_SQLITE_INSERT = ("INSERT INTO outbox (shop, external_order_id, payload, content_hash, source, state, attempts, "
+                  "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)")
+
+
+def _insert_sqlite(session: Session, rows: list[tuple], now: datetime) -> list[int]:
+    """SQLite cannot order RETURNING, so SQLAlchemy would send one INSERT per row (most of an import's
+    database time). One executemany instead: the transaction holds SQLite's write lock from the first
+    insert, and a table without AUTOINCREMENT numbers new rows max(id) + 1, so they get consecutive ids.
+    The count over that id range checks it (SQLite picks random ids once the largest rowid is used):
+    then the chunk fails, and the caller's transaction with it, rather than link heads to wrong rows."""
+    when = _sqlite_datetimes(session)(now)
+    cur = session.connection().connection.driver_connection.cursor()
+    try:
+        cur.executemany(_SQLITE_INSERT, [(*r, PENDING, when, when, when) for r in rows])
+        last = cur.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(rows) + 1
+        n = cur.execute("SELECT count(*) FROM outbox WHERE id BETWEEN ? AND ?", (first, last)).fetchone()[0]
+    finally:
+        cur.close()
+    if n != len(rows):
+        raise RuntimeError(f"outbox ids are not consecutive ({n} rows in {first}..{last} for {len(rows)} inserted)")
+    return list(range(first, last + 1))
+
+
+def _sqlite_datetimes(session: Session):
+    """Datetimes as SQLAlchemy stores them in SQLite (its own bind processor: the same text, read back alike)."""
+    process = _OUTBOX.c.created_at.type._cached_bind_processor(session.get_bind().dialect)
+    return lambda dt: None if dt is None else (process(dt) if process else dt)
+
+
+_SQLITE_HEAD_INSERT = ("INSERT INTO order_heads (shop, external_order_id, content_hash, source_updated_at, outbox_id, "
+                       "updated_at) VALUES (?, ?, ?, ?, ?, ?)")
+_SQLITE_HEAD_UPDATE = ("UPDATE order_heads SET content_hash = ?, source_updated_at = ?, outbox_id = ?, updated_at = ? "
+                       "WHERE shop = ? AND external_order_id = ?")
+
+
 def _write_heads(session: Session, heads: dict, new_heads: dict, now: datetime) -> None:
+    if not new_heads:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        return _write_heads_sqlite(session, heads, new_heads, now)
     ins, upd = [], []
     for (shop, oid), (h, src, outbox_id) in new_heads.items():
         row = {"k_shop": shop, "k_oid": oid, "content_hash": h, "source_updated_at": src, "outbox_id": outbox_id, "updated_at": now}
@@ -118,6 +170,28 @@ def _write_heads(session: Session, heads: dict, new_heads: dict, now: datetime) 
     if upd:
         session.execute(update(_HEADS).where(_HEADS.c.shop == bindparam("k_shop"),
                                              _HEADS.c.external_order_id == bindparam("k_oid")), upd)
+
+
+def _write_heads_sqlite(session: Session, heads: dict, new_heads: dict, now: datetime) -> None:
+    """_write_heads through the driver: the per-value type processing cost more than SQLite's work."""
+    as_text = _sqlite_datetimes(session)
+    when, dates = as_text(now), {}
+    ins, upd = [], []
+    for (shop, oid), (h, src, outbox_id) in new_heads.items():
+        if src not in dates:
+            dates[src] = as_text(src)
+        if (shop, oid) in heads:
+            upd.append((h, dates[src], outbox_id, when, shop, oid))
+        else:
+            ins.append((shop, oid, h, dates[src], outbox_id, when))
+    cur = session.connection().connection.driver_connection.cursor()
+    try:
+        if ins:
+            cur.executemany(_SQLITE_HEAD_INSERT, ins)
+        if upd:
+            cur.executemany(_SQLITE_HEAD_UPDATE, upd)
+    finally:
+        cur.close()
 
 
 def enqueue_failed(session: Session, shop: str, external_order_id: str, payload, error: str, *,

@@ -14,8 +14,11 @@ __all__ = ["PRESETS", "Context", "CsvUnreadable", "Summary", "import_file", "rej
 
 def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: str | None = None,
                 delimiter: str | None = None, write_rejected: bool = True,
-                progress: Callable[[int], None] = lambda n: None) -> tuple[str, Summary]:
+                progress: Callable[[int], None] = lambda n: None, workers: int | None = None) -> tuple[str, Summary]:
     """Import one file into `sink`; returns the detected format's label and the summary.
+
+    `workers`: processes that build and validate orders for a sink with `add_prepared` (default: one
+    per CPU, at most 2; 0 does everything in this process).
 
     Raises CsvUnreadable when the file cannot be used at all (nothing has been imported then).
     """
@@ -33,5 +36,5 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         if out.exists():
             out.unlink()        # a report from an earlier run would describe rows that may be fixed now
         rejected = RejectedFile(out, list(first.cells), dialect) if write_rejected else None
-        summary = Importer(bound, sink, rejected, len(header.names), progress).run(rows)
+        summary = Importer(bound, sink, rejected, len(header.names), progress, workers).run(rows)
     return bound.label, summary

@@ -1,16 +1,28 @@
 """The import pipeline: rows → orders (grouped as they come) → validated wire orders → a sink.
 
-Memory stays flat whatever the file size: one order's rows are held at a time, and the sink
-holds at most one chunk of orders before it commits them.
+Memory stays flat whatever the file size: the main process holds a few chunks of orders at a
+time, and the sink holds at most one chunk of orders before it commits them.
+
+A sink that takes prepared orders (`add_prepared`, the outbox) gets them from worker processes:
+the main process reads, groups and checks the rows, writes the rejected-rows report and the
+outbox, while forked workers build, validate (`parse_order`) and serialise chunks of orders.
+Chunks come back in the order they were sent, so reports and the outbox keep the file's order.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import multiprocessing
+import os
+import traceback
+from collections import deque
+from datetime import datetime
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, NamedTuple, Protocol
 
-from connector.format import InvalidOrder, order_to_wire, parse_order
+from connector.format import InvalidOrder, canonical_json, order_to_wire, parse_order
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
 from adapters.csv.reader import CsvUnreadable, Dialect, Row
@@ -24,6 +36,136 @@ class Sink(Protocol):
     def add(self, wire: dict, line: int, built: Built) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Prepared(NamedTuple):
+    """A validated order as the outbox stores it, made by a worker process."""
+
+    external_order_id: str
+    canonical: str                  # canonical_json of the wire order
+    digest: str                     # sha256 of `canonical` (the outbox's content hash)
+    line: int                       # the order's first line
+    source_updated_at: datetime | None
+
+
+CHUNK_ORDERS = 100          # orders per chunk sent to a worker (one chunk in flight per worker)
+
+
+MAX_WORKERS = 2     # the main process (reading, checking, writing) cannot feed more (bench/csv_import.py)
+
+
+def default_workers() -> int:
+    """Worker processes for an import: one per CPU the process may use, at most MAX_WORKERS;
+    0 (everything in this process) on one CPU or where processes cannot be forked."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    return min(n, MAX_WORKERS) if n > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+
+
+def translate(bound: Bound, rows: list[Row]) -> tuple:
+    """One order's rows → ("ok", id, canonical JSON, hash, updated_at, notes) or ("rejected", errors).
+
+    Errors travel as (column, reason, line) tuples: CellError does not survive pickling.
+    """
+    try:
+        built = bound.build(rows)
+    except OrderRejected as e:
+        return "rejected", [(x.column, x.reason, x.line) for x in e.errors]
+    try:
+        wire = order_to_wire(parse_order(built.data))
+    except InvalidOrder as e:
+        return "rejected", [(x.column, x.reason, x.line) for x in _schema_errors(e, built, rows)]
+    text = canonical_json(wire)
+    return "ok", wire["externalOrderId"], text, hashlib.sha256(text.encode()).hexdigest(), \
+        built.source_updated_at, built.notes
+
+
+def _translate_chunk(bound: Bound, groups_: list[list[Row] | None]) -> list[tuple | None]:
+    return [None if g is None else translate(bound, g) for g in groups_]
+
+
+def _serve(bound: Bound, conn, compact: bool) -> None:
+    """A worker's loop: chunks in, translations out, until None (or the main process is gone).
+
+    A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
+    """
+    try:
+        while (todo := conn.recv()) is not None:
+            try:
+                if compact:
+                    todo = [g and [Row(line, _unpack(cells)) for line, cells in g] for g in todo]
+                conn.send(_translate_chunk(bound, todo))
+            except Exception:
+                conn.send(_Failure(traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+
+
+_SEP = "\x1f"     # ASCII unit separator: one string per row pickles far cheaper than a tuple of cells
+_SEP_COUNT = _SEP.count
+
+
+def _pack(cells: tuple[str, ...]) -> str | tuple[str, ...]:
+    """A row's cells as one string; as they are when a cell holds the separator itself."""
+    text = _SEP.join(cells)
+    return text if _SEP_COUNT(text) == len(cells) - 1 else cells
+
+
+def _unpack(cells: str | tuple[str, ...]) -> list[str] | tuple[str, ...]:
+    """_pack undone, plus the blank pad cell that stands in for missing columns."""
+    if type(cells) is str:
+        out = cells.split(_SEP)
+        out.append("")
+        return out
+    return cells + ("",)
+
+
+class _Failure(NamedTuple):
+    traceback: str
+
+
+class _Worker:
+    """A forked process translating one chunk at a time; it inherits the bound preset (lambdas do not
+    pickle). Plain pipes, no helper threads: the main process sends a chunk, later receives its result."""
+
+    def __init__(self, bound: Bound, compact: bool):
+        ctx = multiprocessing.get_context("fork")
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(bound, theirs, compact), daemon=True)
+        self.process.start()
+        theirs.close()
+        self.busy = False
+
+    def send(self, todo: list) -> None:
+        self.conn.send(todo)
+        self.busy = True
+
+    def receive(self) -> list:
+        try:
+            result = self.conn.recv()
+            self.busy = False
+        except EOFError:
+            raise RuntimeError(f"an import worker process died (exit code {self.process.exitcode})") from None
+        if isinstance(result, _Failure):
+            raise RuntimeError(f"an import worker process failed:\n{result.traceback}")
+        return result
+
+    def stop(self) -> None:
+        """Ask the worker to finish; one still holding a chunk (the import failed) is ended at once."""
+        if self.busy:
+            self.process.terminate()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.conn.close()
 
 
 @dataclass
@@ -85,21 +227,6 @@ def rejected_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejected.csv")
 
 
-def groups(rows: Iterable[Row], key: Callable[[list[str]], str]) -> Iterator[tuple[str, list[Row]]]:
-    """Consecutive rows with the same key form one order (exports keep an order's rows together)."""
-    current: list[Row] = []
-    cur_key = None
-    for row in rows:
-        k = key(row.cells)
-        if current and (k != cur_key or not k):
-            yield cur_key, current
-            current = []
-        cur_key = k
-        current.append(row)
-    if current:
-        yield cur_key, current
-
-
 def _messages(tree, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
     """Walk marshmallow's error tree: (field path, message) pairs; `_schema` adds no path step."""
     if isinstance(tree, dict):
@@ -134,7 +261,8 @@ class Importer:
     MAX_CONSOLE_ERRORS = 50
 
     def __init__(self, bound: Bound, sink: Sink, rejected: RejectedFile | None, width: int,
-                 progress: Callable[[int], None] = lambda n: None):
+                 progress: Callable[[int], None] = lambda n: None, workers: int | None = None):
+        self.workers = default_workers() if workers is None else workers
         self.bound = bound
         self.sink = sink
         self.rejected = rejected
@@ -144,16 +272,13 @@ class Importer:
         self.seen = SeenOrders()
 
     def run(self, rows: Iterable[Row]) -> Summary:
-        pending = 0
         try:
-            for key, group in groups(self._padded(rows), self.bound.key):
-                self.summary.rows += len(group)
-                pending += len(group)
-                if pending >= 1000:
-                    self.progress(pending)
-                    pending = 0
-                self._one(key, group)
-            self.progress(pending)
+            orders = self._orders(rows)
+            if hasattr(self.sink, "add_prepared"):
+                self._run_prepared(orders)
+            else:
+                for key, group in orders:
+                    self._one(key, group)
             self.sink.close()
         finally:
             self.seen.close()
@@ -161,15 +286,82 @@ class Importer:
                 self.rejected.close()
         return self.summary
 
-    def _padded(self, rows: Iterable[Row]) -> Iterator[Row]:
-        """Rows with at least width + 1 cells: short rows (Excel trims trailing blanks) read as blanks,
-        and cell `width` is a blank that stands in for missing columns (Header.position)."""
-        need = self.width + 1
+    def _orders(self, rows: Iterable[Row]) -> Iterator[tuple[str, list[Row]]]:
+        """Consecutive rows with the same key form one order (exports keep an order's rows together),
+        counted for the summary and the progress bar.
+
+        Rows are padded to at least width + 1 cells: short rows (Excel trims trailing blanks) read as
+        blanks, and cell `width` is a blank that stands in for missing columns (Header.position).
+        One loop for all of it: this runs for every row of the file, in the process that writes.
+        """
+        need, key_of, summary = self.width + 1, self.bound.key, self.summary
+        current: list[Row] = []
+        cur_key, pending = None, 0
         for row in rows:
             cells = row.cells
             if len(cells) < need:
                 cells.extend([""] * (need - len(cells)))
-            yield row
+            k = key_of(cells)
+            if current and (k != cur_key or not k):
+                summary.rows += len(current)
+                pending += len(current)
+                if pending >= 1000:
+                    self.progress(pending)
+                    pending = 0
+                yield cur_key, current
+                current = []
+            cur_key = k
+            current.append(row)
+        if current:
+            summary.rows += len(current)
+            pending += len(current)
+            yield cur_key, current
+        self.progress(pending)
+
+    def _run_prepared(self, orders: Iterator[tuple[str, list[Row]]]) -> None:
+        """Chunks of orders to the workers (or translated here), settled in the order they were read."""
+        pick, workers = None, []
+        if self.workers:
+            # Workers get only the cells the preset reads when it says which (pickling is per cell).
+            pick, bound = self.bound.compact() if hasattr(self.bound, "compact") else (None, self.bound)
+            workers = [_Worker(bound, pick is not None) for _ in range(self.workers)]
+        try:
+            in_flight: deque = deque()
+            turn = 0
+            while chunk := list(islice(orders, CHUNK_ORDERS)):
+                earlier = iter(self.seen.first_lines([(key, group[0].line) for key, group in chunk if key]))
+                shape = [self._shape_errors(key, group, next(earlier) if key else None) for key, group in chunk]
+                todo = [None if errors else group for (_, group), errors in zip(chunk, shape)]
+                if not workers:
+                    self._settle(chunk, shape, _translate_chunk(self.bound, todo))
+                    continue
+                if pick is not None:
+                    todo = [g and [(r.line, _pack(pick(r.cells))) for r in g] for g in todo]
+                if len(in_flight) == len(workers):      # each worker holds one chunk at most (no deadlock)
+                    self._settle(*in_flight.popleft())
+                worker = workers[turn % len(workers)]
+                turn += 1
+                worker.send(todo)
+                in_flight.append((chunk, shape, worker))
+            while in_flight:
+                self._settle(*in_flight.popleft())
+        finally:
+            for w in workers:
+                w.stop()
+
+    def _settle(self, chunk: list[tuple[str, list[Row]]], shape: list[list[CellError]], done) -> None:
+        results = done.receive() if isinstance(done, _Worker) else done
+        for (_, group), errors, result in zip(chunk, shape, results):
+            if errors:
+                self._reject(group, errors)
+            elif result[0] == "rejected":
+                self._reject(group, [CellError(column, reason, line) for column, reason, line in result[1]])
+            else:
+                _, oid, text, digest, updated_at, notes = result
+                self.summary.orders += 1
+                for n in notes:
+                    self.summary.note(n, group[0].line)
+                self.sink.add_prepared(Prepared(oid, text, digest, group[0].line, updated_at))
 
     def _one(self, key: str, group: list[Row]) -> None:
         errors = self._shape_errors(key, group)
@@ -188,12 +380,15 @@ class Importer:
             self.summary.note(n, group[0].line)
         self.sink.add(wire, group[0].line, built)
 
-    def _shape_errors(self, key: str, group: list[Row]) -> list[CellError]:
+    def _shape_errors(self, key: str, group: list[Row], earlier: int | None = -1) -> list[CellError]:
+        """Errors of the file's shape; `earlier` is the line where the key first appeared (-1: look it up)."""
         out = []
         col = getattr(self.bound, "key_column", "order id")
+        if earlier == -1 and key:
+            earlier = self.seen.first_line(key, group[0].line)
         if not key:
             out.append(CellError(col, f"is empty; every row needs the {col} of its order", group[0].line))
-        elif (earlier := self.seen.first_line(key, group[0].line)) is not None:
+        elif earlier is not None:
             out.append(CellError(col, f"order {key} already appeared at line {earlier}: the rows of one order "
                                  f"must be together (sort the file by {col})", group[0].line))
         for row in group:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -11,7 +12,19 @@ from connector.outbox import EnqueueResult, Version, enqueue
 
 from adapters.csv.presets.base import Built
 
+if TYPE_CHECKING:
+    from adapters.csv.importer import Prepared
+
 CHUNK_ORDERS = 500
+
+
+@dataclass(frozen=True)
+class PreparedVersion(Version):
+    """A version whose canonical JSON and hash a worker process computed: `enqueue` stores them as they
+    are instead of serialising `wire` again (which then holds only the order id)."""
+
+    canonical: str = ""
+    digest: str = ""
 
 
 class OutboxSink:
@@ -29,6 +42,14 @@ class OutboxSink:
     def add(self, wire: dict, line: int, built: Built) -> None:
         self.batch.append(Version(self.shop, wire, source=f"csv:{self.file_name}:{line}",
                                   source_updated_at=built.source_updated_at))
+        if len(self.batch) >= self.chunk:
+            self.flush()
+
+    def add_prepared(self, order: "Prepared") -> None:
+        self.batch.append(PreparedVersion(self.shop, {"externalOrderId": order.external_order_id},
+                                          source=f"csv:{self.file_name}:{order.line}",
+                                          source_updated_at=order.source_updated_at,
+                                          canonical=order.canonical, digest=order.digest))
         if len(self.batch) >= self.chunk:
             self.flush()
 

@@ -24,6 +24,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--delimiter", help="the cell separator: one character, or tab / semicolon (default ,)")
     parser.add_argument("--timezone", help="IANA time zone for dates written without an offset "
                         "(default: the shop's `timezone`, else UTC)")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes that build and validate orders "
+                        "beside the one writing the outbox (default: one per CPU, at most 2; 0: all in one process)")
 
 
 def choose_preset(args, shop) -> str:
@@ -70,13 +72,20 @@ def run(args, config) -> int:
         with tqdm(file=sys.stderr, unit=" rows", unit_scale=True, mininterval=0.5, desc=path.name,
                   disable=None) as bar:
             label, summary = import_file(path, preset, ctx, sink, encoding=encoding, delimiter=delimiter,
-                                         progress=bar.update)
+                                         progress=bar.update, workers=_workers(args))
     finally:
         if not args.dry_run:
             sink.engine.dispose()
     _print_errors(summary)
     _print_summary(label, summary, sink, args.dry_run)
     return EXIT_REJECTED if summary.rejected_rows else EXIT_OK
+
+
+def _workers(args) -> int | None:
+    from connector.errors import InvalidInput
+    if args.workers is not None and args.workers < 0:
+        raise InvalidInput(f"--workers must be 0 or more; got {args.workers}")
+    return args.workers
 
 
 def _dialect_of(args, ctx) -> tuple[str | None, str | None]:

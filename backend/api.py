@@ -1,8 +1,6 @@
 """The backend's HTTP API under /api/v1: Yespo's add-orders, account info and contact delete, plus our reads."""
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime, timezone
 
@@ -13,12 +11,12 @@ from backend import contacts, intake
 from backend.auth import protect
 from backend.db import get_engine, iso, write_transaction
 from backend.errors import ApiError
+from backend.paging import encode_cursor, page_args
 from backend.storage import Contact, Event, StoredOrder
 from connector.format import parse_date
 
 bp = protect(Blueprint("api", __name__, url_prefix="/api/v1"))
 ORDERS, EVENTS, CONTACTS = StoredOrder.__table__, Event.__table__, Contact.__table__
-MAX_LIMIT, DEFAULT_LIMIT = 1000, 100
 MAX_ID = 2 ** 63 - 1     # the largest id a database column holds; a larger one names nothing
 
 
@@ -87,34 +85,13 @@ def _unlink(conn, contact_id: int, now: datetime) -> dict:
 
 # ---- our read extensions -------------------------------------------------------------------
 
-def _cursor_out(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
-
-
-def _page() -> tuple[int, int]:
-    """(?limit, id after ?cursor) with 400s that say what is wrong."""
-    raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {raw[:20]!r}")
-    cursor = request.args.get("cursor")
-    if not cursor:
-        return int(raw), 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("id:"):
-            raise ValueError
-        return int(raw), int(text[3:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "cursor: not a cursor this API gave out (use the `next` value of a list)") from None
-
-
 def _listing(q, table, name: str, to_json):
-    limit, after = _page()
+    limit, after = page_args()
     with get_engine().connect() as conn:
         rows = conn.execute(q.where(table.c.id > after).order_by(table.c.id).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return jsonify({name: [to_json(r) for r in rows], "next": _cursor_out(rows[-1].id) if more else None})
+    return jsonify({name: [to_json(r) for r in rows], "next": encode_cursor(rows[-1].id) if more else None})
 
 
 def _int_arg(name: str) -> int | None:

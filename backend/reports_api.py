@@ -12,6 +12,7 @@ from backend import reports, segments
 from backend.auth import protect
 from backend.db import get_engine as engine
 from backend.errors import ApiError
+from backend.paging import encode_cursor, page_args
 from backend.segments import InvalidSegment, SavedSegment, SegmentFilter
 from connector.format import parse_date
 from connector.money import ISO_4217
@@ -26,8 +27,6 @@ def _ids_in_range():
         raise ApiError(404, "no such resource")
 
 
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
 
 
 def report_options() -> dict:
@@ -38,17 +37,9 @@ def report_options() -> dict:
             "window_days": opts.get("revenue_window_days", reports.DEFAULT_WINDOW_DAYS)}
 
 
-def page_args() -> tuple[int, int | None]:
-    """`limit` (1..1000) and `cursor` (an id) of a list request; 400 naming the bad one."""
-    raw_limit = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:20]!r}")
-    raw_cursor = request.args.get("cursor")
-    if raw_cursor in (None, ""):
-        return int(raw_limit), None
-    if not raw_cursor.isdigit():
-        raise ApiError(400, "cursor: pass back the `next` value of the previous page")
-    return int(raw_limit), int(raw_cursor)
+def _page() -> tuple[int, int | None]:
+    limit, after = page_args()
+    return limit, after or None
 
 
 def moment_arg(name: str) -> datetime | None:
@@ -131,10 +122,10 @@ def segment_from_args() -> SegmentFilter:
 @bp.get("/segments")
 def segment_query():
     seg = segment_from_args()
-    limit, cursor = page_args()
+    limit, cursor = _page()
     with engine().connect() as conn:
         found, nxt = segments.find_contacts(conn, seg, limit, cursor)
-    return jsonify({"contacts": found, "next": str(nxt) if nxt is not None else None})
+    return jsonify({"contacts": found, "next": encode_cursor(nxt)})
 
 
 # --- saved segments --------------------------------------------------------------------------
@@ -175,13 +166,13 @@ def parsed_body():
 
 @bp.get("/segments/saved")
 def saved_list():
-    limit, cursor = page_args()
+    limit, cursor = _page()
     with Session(engine()) as s:
         q = select(SavedSegment).order_by(SavedSegment.id).limit(limit + 1)
         if cursor is not None:
             q = q.where(SavedSegment.id > cursor)
         rows = list(s.exec(q))
-        nxt = str(rows[limit - 1].id) if len(rows) > limit else None
+        nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return jsonify({"segments": [segments.segment_json(r) for r in rows[:limit]], "next": nxt})
 
 
@@ -217,8 +208,8 @@ def saved_delete(seg_id: int):
 
 @bp.get("/segments/saved/<int:seg_id>/contacts")
 def saved_contacts(seg_id: int):
-    limit, cursor = page_args()
+    limit, cursor = _page()
     with Session(engine()) as s:
         seg = segments.saved_filter(saved_or_404(s, seg_id))
         found, nxt = segments.find_contacts(s, seg, limit, cursor)
-    return jsonify({"contacts": found, "next": str(nxt) if nxt is not None else None})
+    return jsonify({"contacts": found, "next": encode_cursor(nxt)})

@@ -1,8 +1,6 @@
 """The workflow API: definitions (CRUD), launch history and messages, behind the same Basic auth."""
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, request
@@ -11,12 +9,12 @@ from sqlalchemy import select
 from backend.auth import protect
 from backend.db import get_engine, write_transaction
 from backend.errors import ApiError
+from backend.paging import encode_cursor, page_args
 from backend.workflows import repo
 from backend.workflows import storage as t
 from backend.workflows.definition import DefinitionError
 
 bp = protect(Blueprint("workflows", __name__, url_prefix="/api/v1"))
-DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 
 @bp.before_request                     # after protect's auth check: a stranger still gets 401
@@ -28,26 +26,6 @@ def _ids_in_range():
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _cursor_out(last_id: int | None) -> str | None:
-    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=") if last_id else None
-
-
-def _page() -> tuple[int, int]:
-    raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {raw[:20]!r}")
-    cursor = request.args.get("cursor")
-    if not cursor:
-        return int(raw), 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("id:"):
-            raise ValueError
-        return int(raw), int(text[3:])
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "cursor: not a cursor this API gave out (use the `next` value of a list)") from None
 
 
 def _body() -> dict:
@@ -69,10 +47,10 @@ def _not_found(wid: int) -> ApiError:
 
 @bp.get("/workflows")
 def list_workflows():
-    limit, after = _page()
+    limit, after = page_args()
     with get_engine().connect() as conn:
         rows, last = repo.page(conn, repo.list_query(), t.definitions, after, limit)
-    return jsonify({"workflows": [repo.workflow_json(r) for r in rows], "next": _cursor_out(last)})
+    return jsonify({"workflows": [repo.workflow_json(r) for r in rows], "next": encode_cursor(last)})
 
 
 @bp.post("/workflows")
@@ -118,7 +96,7 @@ def delete_workflow(wid: int):
 
 @bp.get("/workflows/<int:wid>/runs")
 def list_runs(wid: int):
-    limit, after = _page()
+    limit, after = page_args()
     state = request.args.get("state")
     if state is not None and state not in t.RUN_STATES:
         raise ApiError(400, f"state: expected one of {', '.join(t.RUN_STATES)}; got {state[:30]!r}")
@@ -130,7 +108,7 @@ def list_runs(wid: int):
             raise _not_found(wid)
         rows, last = repo.page(conn, q, t.runs, after, limit)
         paths = repo.paths(conn, [r.id for r in rows])
-    return jsonify({"runs": [repo.run_json(r, paths[r.id]) for r in rows], "next": _cursor_out(last)})
+    return jsonify({"runs": [repo.run_json(r, paths[r.id]) for r in rows], "next": encode_cursor(last)})
 
 
 def _int_arg(name: str) -> int | None:
@@ -144,7 +122,7 @@ def _int_arg(name: str) -> int | None:
 
 @bp.get("/messages")
 def list_messages():
-    limit, after = _page()
+    limit, after = page_args()
     m = t.messages.c
     q = select(t.messages)
     for arg, col in (("workflowId", m.workflow_id), ("runId", m.run_id), ("contactId", m.contact_id)):
@@ -158,4 +136,4 @@ def list_messages():
         q = q.where(m.status == status)
     with get_engine().connect() as conn:
         rows, last = repo.page(conn, q, t.messages, after, limit)
-    return jsonify({"messages": [repo.message_json(r) for r in rows], "next": _cursor_out(last)})
+    return jsonify({"messages": [repo.message_json(r) for r in rows], "next": encode_cursor(last)})

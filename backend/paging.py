@@ -1,0 +1,35 @@
+"""Keyset pagination for every list route: `?limit=` (1..1000) and an opaque `?cursor=`."""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import request
+
+from backend.errors import ApiError
+
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+
+
+def encode_cursor(last_id: int | None) -> str | None:
+    """The `next` of a page that ended at `last_id` (None: there is no next page)."""
+    if last_id is None:
+        return None
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def page_args() -> tuple[int, int]:
+    """(limit, id to start after; 0 for the first page), with 400s that say what is wrong."""
+    raw = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(400, f"limit: expected a whole number from 1 to {MAX_LIMIT}; got {raw[:20]!r}")
+    cursor = request.args.get("cursor")
+    if not cursor:
+        return int(raw), 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("id:"):
+            raise ValueError
+        return int(raw), int(text[3:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "cursor: not a cursor this API gave out (use the `next` value of a list)") from None

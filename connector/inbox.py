@@ -53,62 +53,37 @@ def mark(session: Session, delivery_id: int, state: str, error: str | None = Non
         state=state, error=error, processed_at=utcnow(), attempts=_INBOX.c.attempts + 1))
 
 
-# SQLite allows one writer at a time and resolves contention by sleeping in busy_timeout steps of
-# up to 100 ms: that is where a naive commit-per-thread loses its tail latency. So on SQLite each
-# process writes through one connection, and one request thread at a time (the leader) commits every
-# delivery queued meanwhile (group commit, no writer thread). The other cost is the GIL: the sqlite3
-# module lets go of it around every prepare and step, and under waitress (8 busy workers + its
-# asyncore thread) getting it back means a context switch or two and often a wait of up to the
-# switch interval (5 ms), while the batch waits. BEGIN + one INSERT per row + COMMIT paid that N+2
-# times per batch; one multi-row INSERT in autocommit mode (a statement is its own transaction)
-# pays it once or twice. It writes exactly what `record_delivery` writes; PostgreSQL, where
-# concurrent writers are fine, goes through record_delivery itself.
-_COLUMNS = "platform, shop, topic, delivery_id, headers, body, received_at, state, attempts"
-_ROW = "(?, ?, ?, ?, ?, ?, ?, 'new', 0)"
-_MAX_BATCH = 256          # rows per statement: 7 parameters each, far below SQLite's 32766
-
-
-def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO inbox ({_COLUMNS}) VALUES {', '.join([_ROW] * rows)} ON CONFLICT DO NOTHING"
-
-
-class _Slot:
-    __slots__ = ("row", "done", "result", "error", "wake")
-
-    def __init__(self, row: tuple):
-        self.row, self.done, self.result, self.error = row, False, None, None
-        self.wake = threading.Lock()      # held until this sender is woken: its row is committed, or it leads
-        self.wake.acquire()
+# On SQLite each request thread commits its own delivery on its own connection, as one INSERT in
+# autocommit mode (a statement is its own transaction), and no Python lock is held around it.
+# Why, measured with bench/webhooks.py (50 senders, waitress with 8 threads, 2 cores):
+# - the sqlite3 module lets go of the GIL around every prepare and step, and winning it back under
+#   load means a context switch or two and often a wait of up to the switch interval (5 ms). Any
+#   Python lock held across such a call becomes a convoy: a group commit with one leader at a time
+#   (first with the write lock as the queue, then with an explicit hand-off) measured 5-7x the
+#   bare-handler floor's p99, 3.4 ms CPU and ~56 context switches per delivery;
+# - here SQLite's own write lock is held only inside the C call, and is let go before the GIL is
+#   asked for again: 1.6-1.8x the floor, 1.3 ms CPU and ~22 context switches per delivery.
+# A contending writer waits in SQLite's busy handler (1 ms first step); a WAL write takes tens of
+# microseconds, so it rarely waits twice. WAL checkpoints (page copies and an fsync) run in a thread
+# of their own, outside every request. PostgreSQL goes through record_delivery.
+_INSERT = ("INSERT INTO inbox (platform, shop, topic, delivery_id, headers, body, received_at, state, attempts) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, 'new', 0) ON CONFLICT DO NOTHING")
 
 
 class _SQLiteWriter:
-    """Group commit with an explicit hand-off: one leader at a time writes the queued rows in one
-    transaction, then wakes exactly the senders it committed and, if more rows queued meanwhile,
-    exactly one of them to lead next.
-
-    Why not "every sender takes the write lock, and whoever gets it commits the queue": under
-    waitress a sender whose row was committed still had to win that lock once just to see so, one
-    after another, each win a GIL hand-off, while fresh leaders kept cutting in with whole
-    commits. Measured (py-spy, webhook benchmark): 2/3 of a request's time in the app sat in that
-    acquire. Here a committed sender is woken once by its own lock, and nobody else waits on it."""
+    """Per-thread connections to one SQLite file, and the thread that checkpoints its WAL."""
 
     CHECKPOINT_EVERY = 1.0    # seconds
 
     def __init__(self, path: str):
-        self.mutex = threading.Lock()         # guards `pending` and `leading`; never held across I/O
-        self.pending: list[_Slot] = []
-        self.leading = False                  # a leader is writing (or has been chosen)
-        self.pid = os.getpid()
         self.path = path
-        self.conn = self._connect()
-        # A WAL checkpoint copies pages and fsyncs: it must not sit inside a commit, where every
-        # sender waits for it. This connection never checkpoints; a thread does, every second.
-        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+        self.pid = os.getpid()
+        self.local = threading.local()
         threading.Thread(target=self._checkpoints, name="inbox-wal-checkpoint", daemon=True).start()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000"):
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "wal_autocheckpoint=0"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
@@ -123,65 +98,11 @@ class _SQLiteWriter:
 
     def insert(self, row: tuple) -> int | None:
         """Commit `row`; returns its id, or None for a duplicate delivery id. Raises on a database error."""
-        slot = _Slot(row)
-        with self.mutex:
-            lead = not self.leading
-            if lead:
-                self.leading = True
-            else:
-                self.pending.append(slot)
-        if not lead:
-            slot.wake.acquire()        # woken once: committed by a leader, or chosen to lead
-        if not slot.done:
-            self._lead(slot)
-        if slot.error is not None:
-            raise slot.error
-        return slot.result
-
-    def _lead(self, own: _Slot) -> None:
-        with self.mutex:
-            batch, self.pending = [own, *self.pending], []
-        try:
-            self._commit(batch)
-        finally:
-            with self.mutex:
-                successor = self.pending.pop(0) if self.pending else None
-                self.leading = successor is not None
-            for s in batch:
-                if s is not own:
-                    s.wake.release()
-            if successor is not None:
-                successor.wake.release()
-
-    def _commit(self, batch: list[_Slot]) -> None:
-        try:
-            for i in range(0, len(batch), _MAX_BATCH):
-                self._insert(batch[i:i + _MAX_BATCH])
-        except BaseException as e:   # noqa: BLE001 - every waiting sender must learn the outcome, or it waits forever
-            for s in batch:          # a failed batch is never answered 200
-                s.result, s.error = None, e
-        finally:
-            for s in batch:
-                s.done = True
-
-    def _insert(self, batch: list[_Slot]) -> None:
-        cur = self.conn.execute(_insert_sql(len(batch)), [v for s in batch for v in s.row])
-        inserted, last = cur.rowcount, cur.lastrowid
-        if inserted == len(batch):
-            # No duplicate: a rowid table without AUTOINCREMENT numbers new rows max(rowid)+1 onwards,
-            # in VALUES order, all within this one statement's write lock.
-            for k, s in enumerate(batch):
-                s.result = last - len(batch) + 1 + k
-            return
-        # Some delivery ids were stored before (rare: a platform retrying). The new rows are the top
-        # `inserted` ids, in VALUES order: a subsequence of the batch, matched in order by key.
-        new_rows = self.conn.execute("SELECT id, platform, shop, delivery_id FROM inbox WHERE id > ? AND id <= ? "
-                                     "ORDER BY id", (last - inserted, last)).fetchall() if inserted else []
-        for s in batch:
-            if new_rows and tuple(new_rows[0][1:]) == s.row[:2] + s.row[3:4]:
-                s.result = new_rows.pop(0)[0]
-            else:
-                s.result = None
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = self._connect()
+        cur = conn.execute(_INSERT, row)
+        return cur.lastrowid if cur.rowcount == 1 else None
 
 
 _writers: dict[str, _SQLiteWriter] = {}     # one per database file and process

@@ -97,44 +97,18 @@ REPORT_INDEXES = (
              orders.c.date, orders.c.total_cost),
     sa.Index("ix_messages_attribution", wf_storage.messages.c.contact_id, wf_storage.messages.c.created_at,
              wf_storage.messages.c.status, wf_storage.messages.c.workflow_id),
+    # the revenue report's messages-sent count per workflow: by workflow and status, not every message row
+    sa.Index("ix_messages_sent_count", wf_storage.messages.c.workflow_id, wf_storage.messages.c.status,
+             wf_storage.messages.c.created_at),
     sa.Index("ix_workflow_runs_tab", wf_storage.runs.c.workflow_id, wf_storage.runs.c.state, wf_storage.runs.c.id),
 )
 
 
-def raw_date(column):
-    """A date column without SQLAlchemy's per-row datetime parsing (the text on SQLite, a datetime
-    from the driver on PostgreSQL): binning 20k contacts must not parse 20k dates."""
-    return sa.type_coerce(column, sa.String)
-
-
 def comparable(moment: datetime, sample):
-    """`moment` in the form raw dates come back in (see raw_date)."""
+    """`moment` in the form a stored date comes back in: SQLite's text, or the driver's datetime."""
     if isinstance(sample, str):
         return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
     return moment if getattr(sample, "tzinfo", None) is not None else moment.replace(tzinfo=None)
-
-
-def contact_totals(conn, at: datetime) -> dict[int, list]:
-    """One grouped, index-only pass over the delivered orders up to `at`.
-
-    contact id → [last order date (raw, see raw_date), order count, {currency: (sum, count)}].
-    Plain lists, not objects: this runs for every contact on every RFM request.
-    """
-    q = (sa.select(orders.c.contact_id, orders.c.currency, raw_date(sa.func.max(orders.c.date)),
-                   sa.func.count(), sa.func.sum(orders.c.total_cost))
-         .where(delivered_until(at), orders.c.contact_id.is_not(None))
-         .group_by(orders.c.contact_id, orders.c.currency))
-    out: dict[int, list] = {}
-    for cid, cur, last, n, total in conn.execute(q).all():
-        t = out.get(cid)
-        if t is None:
-            out[cid] = [last, n, {cur: (total or 0.0, n)}]
-        else:
-            if last > t[0]:
-                t[0] = last
-            t[1] += n
-            t[2][cur] = (total or 0.0, n)
-    return out
 
 
 # frequency index by order count (5 and more: the last bin)
@@ -143,7 +117,7 @@ _FREQ = [next(i for i, (_, low) in reversed(list(enumerate(FREQUENCY_BINS))) if 
 
 
 class Binner:
-    """Places a contact's (raw last date, order count) in its RFM cell (recency, frequency) indexes."""
+    """Places a contact's (last order date, order count) in its RFM cell (recency, frequency) indexes."""
 
     def __init__(self, at: datetime, sample):
         # recency < edge ⇔ last > at - edge; ascending limits, so a bin holds its lower edge
@@ -155,19 +129,60 @@ class Binner:
         return r, (_FREQ[n] if n < len(_FREQ) else len(FREQUENCY_BINS) - 1)
 
 
-def cells_of(totals: dict[int, list], at: datetime) -> dict[int, tuple[int, int]]:
-    """contact id → (recency index, frequency index)."""
-    if not totals:
-        return {}
-    binner = Binner(at, next(iter(totals.values()))[0])
-    return {cid: binner.cell(t[0], t[1]) for cid, t in totals.items()}
+def recency_index(last, at: datetime):
+    """SQL: the recency bin of a last-order date, the same edges as Binner (a bin holds its lower edge)."""
+    return sa.case(*((last > at - edge, i - 1) for i, (_, edge) in enumerate(RECENCY_BINS) if i),
+                   else_=len(RECENCY_BINS) - 1)
+
+
+def frequency_index(n):
+    """SQL: the frequency bin of an order count."""
+    return sa.case(*((n >= low, i) for i, (_, low) in reversed(list(enumerate(FREQUENCY_BINS))) if i), else_=0)
+
+
+def per_contact(at: datetime, *columns):
+    """SELECT grouped by contact over the delivered orders up to `at`: an index-only pass over
+    ix_orders_report, with the contact's RFM cell as columns `r` and `f`."""
+    last, n = sa.func.max(orders.c.date), sa.func.count()
+    return (sa.select(recency_index(last, at).label("r"), frequency_index(n).label("f"), *columns)
+            .where(delivered_until(at), orders.c.contact_id.is_not(None))
+            .group_by(orders.c.contact_id))
+
+
+def delivered_currencies(conn) -> list[str]:
+    """Every currency of a delivered order (index-only; a currency absent from a cell is skipped later)."""
+    return list(conn.execute(sa.select(orders.c.currency).where(orders.c.status == DELIVERED).distinct()).scalars())
 
 
 def rfm_cell_members(conn, at: datetime, recency: int, frequency: int) -> list[int]:
     """The ids of the contacts in one RFM cell, ascending (the UI's "contacts of this cell")."""
-    at = as_utc(at)
-    cells = cells_of(contact_totals(conn, at), at)
-    return sorted(cid for cid, rf in cells.items() if rf == (recency, frequency))
+    cells = per_contact(as_utc(at), orders.c.contact_id.label("cid")).subquery("per_contact")
+    return list(conn.execute(sa.select(cells.c.cid).where(cells.c.r == recency, cells.c.f == frequency)
+                             .order_by(cells.c.cid)).scalars())
+
+
+def rfm_cells(conn, at: datetime) -> dict:
+    """(recency, frequency) → [contacts, {currency: revenue}, {currency: orders}], binned in SQL:
+    one grouped pass by contact, then by cell; Python only sees a few dozen rows."""
+    currencies = delivered_currencies(conn)
+    sums = []
+    for k, cur in enumerate(currencies):
+        is_cur = orders.c.currency == cur
+        sums += [sa.func.sum(sa.case((is_cur, orders.c.total_cost))).label(f"s{k}"),
+                 sa.func.sum(sa.case((is_cur, 1), else_=0)).label(f"n{k}")]
+    pc = per_contact(at, *sums).subquery("per_contact")
+    q = (sa.select(pc.c.r, pc.c.f, sa.func.count(),
+                   *(sa.func.sum(pc.c[f"{x}{k}"]) for k in range(len(currencies)) for x in "sn"))
+         .group_by(pc.c.r, pc.c.f))
+    grid: dict = {}
+    for r, f, contacts_n, *per_currency in conn.execute(q):
+        revenue_of, orders_of = {}, {}
+        for k, cur in enumerate(currencies):
+            total, n = per_currency[2 * k], per_currency[2 * k + 1]
+            if n:
+                revenue_of[cur], orders_of[cur] = float(total or 0), int(n)   # PG sums ints as numeric
+        grid[(r, f)] = [contacts_n, revenue_of, orders_of]
+    return grid
 
 
 def cell_json(r: int, f: int, acc: list | None) -> dict:
@@ -179,25 +194,14 @@ def cell_json(r: int, f: int, acc: list | None) -> dict:
 def rfm(conn, at: datetime | None = None) -> dict:
     """The RFM grid at `at` (default now): contacts, revenue and average check per cell."""
     at = as_utc(at or datetime.now(timezone.utc))
-    totals = contact_totals(conn, at)
-    grid: dict = {}
-    if totals:
-        binner = Binner(at, next(iter(totals.values()))[0])
-        for last, n, per_currency in totals.values():
-            acc = grid.get(key := binner.cell(last, n))
-            if acc is None:
-                acc = grid[key] = [0, defaultdict(float), defaultdict(int)]
-            acc[0] += 1
-            for cur, (total, k) in per_currency.items():
-                acc[1][cur] += total
-                acc[2][cur] += k
+    grid = rfm_cells(conn, at)
     # erased contacts stay (anonymous) so that counts do not change when a person is forgotten
     everyone = conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one()
     return {"at": iso_utc(at), "recencyBins": [b for b, _ in RECENCY_BINS],
             "frequencyBins": [b for b, _ in FREQUENCY_BINS],
             "cells": [cell_json(r, f, grid.get((r, f))) for f in range(len(FREQUENCY_BINS))
                       for r in range(len(RECENCY_BINS))],
-            "noPurchase": everyone - len(totals)}
+            "noPurchase": everyone - sum(acc[0] for acc in grid.values())}
 
 
 def rfm_cell_of(conn, contact_id: int, at: datetime | None = None) -> dict | None:
@@ -208,9 +212,7 @@ def rfm_cell_of(conn, contact_id: int, at: datetime | None = None) -> dict | Non
     last, n = row
     if not n:
         return None
-    recency = at - as_utc(last)
-    r = max(i for i, (_, edge) in enumerate(RECENCY_BINS) if recency >= edge)
-    f = max(i for i, (_, low) in enumerate(FREQUENCY_BINS) if n >= low)
+    r, f = Binner(at, last).cell(last, n)
     return {"recency": RECENCY_BINS[r][0], "frequency": FREQUENCY_BINS[f][0], "r": r, "f": f,
             "orders": n, "lastOrderAt": iso_utc(last)}
 

@@ -5,13 +5,13 @@ time, and the sink holds at most one chunk of orders before it commits them.
 
 A sink that takes prepared orders (`add_prepared`, the outbox) gets them from worker processes:
 the main process reads, groups and checks the rows, writes the rejected-rows report and the
-outbox, while forked workers build, validate (`parse_order`) and serialise chunks of orders.
+outbox, while forked workers build, validate (`validate_to_canonical`) and serialise chunks of orders.
 Chunks come back in the order they were sent, so reports and the outbox keep the file's order.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
+import gc
 import multiprocessing
 import os
 import traceback
@@ -22,7 +22,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Protocol
 
-from connector.format import InvalidOrder, canonical_json, order_to_wire, parse_order
+from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
 from adapters.csv.reader import CsvUnreadable, Dialect, Row
@@ -74,12 +74,10 @@ def translate(bound: Bound, rows: list[Row]) -> tuple:
     except OrderRejected as e:
         return "rejected", [(x.column, x.reason, x.line) for x in e.errors]
     try:
-        wire = order_to_wire(parse_order(built.data))
+        wire, text, digest = validate_to_canonical(built.data)
     except InvalidOrder as e:
         return "rejected", [(x.column, x.reason, x.line) for x in _schema_errors(e, built, rows)]
-    text = canonical_json(wire)
-    return "ok", wire["externalOrderId"], text, hashlib.sha256(text.encode()).hexdigest(), \
-        built.source_updated_at, built.notes
+    return "ok", wire["externalOrderId"], text, digest, built.source_updated_at, built.notes
 
 
 def _translate_chunk(bound: Bound, groups_: list[list[Row] | None]) -> list[tuple | None]:
@@ -91,6 +89,9 @@ def _serve(bound: Bound, conn, compact: bool) -> None:
 
     A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
     """
+    # What the fork inherited lives as long as the worker: the collector need not walk it again and
+    # again (that walk also copies the shared pages it touches).
+    gc.freeze()
     try:
         while (todo := conn.recv()) is not None:
             try:
@@ -327,7 +328,6 @@ class Importer:
             workers = [_Worker(bound, pick is not None) for _ in range(self.workers)]
         try:
             in_flight: deque = deque()
-            turn = 0
             while chunk := list(islice(orders, CHUNK_ORDERS)):
                 earlier = iter(self.seen.first_lines([(key, group[0].line) for key, group in chunk if key]))
                 shape = [self._shape_errors(key, group, next(earlier) if key else None) for key, group in chunk]
@@ -337,12 +337,19 @@ class Importer:
                     continue
                 if pick is not None:
                     todo = [g and [(r.line, _pack(pick(r.cells))) for r in g] for g in todo]
-                if len(in_flight) == len(workers):      # each worker holds one chunk at most (no deadlock)
-                    self._settle(*in_flight.popleft())
-                worker = workers[turn % len(workers)]
-                turn += 1
+                if len(in_flight) < len(workers):
+                    worker = workers[len(in_flight)]
+                    worker.send(todo)
+                    in_flight.append((chunk, shape, worker))
+                    continue
+                # Each worker holds one chunk at most (no deadlock). The oldest chunk's worker gets the
+                # next chunk as soon as its result is in, before that result is written (the outbox
+                # write would otherwise leave it idle); results are still settled in file order.
+                done_chunk, done_shape, worker = in_flight.popleft()
+                results = worker.receive()
                 worker.send(todo)
                 in_flight.append((chunk, shape, worker))
+                self._settle(done_chunk, done_shape, results)
             while in_flight:
                 self._settle(*in_flight.popleft())
         finally:
@@ -372,7 +379,7 @@ class Importer:
         except OrderRejected as e:
             return self._reject(group, e.errors)
         try:
-            wire = order_to_wire(parse_order(built.data))
+            wire = validate_to_wire(built.data)
         except InvalidOrder as e:
             return self._reject(group, _schema_errors(e, built, group))
         self.summary.orders += 1

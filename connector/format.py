@@ -437,7 +437,10 @@ def _money_of(value) -> Decimal:
     too large, not finite, not a number) goes through read_money for its error.
     """
     t = type(value)
-    if t is int:
+    if t is Decimal:                    # read_money would rebuild it from its str: the same value
+        if value.is_finite() and not value < 0 and value.adjusted() < MAX_MONEY_DIGITS:
+            return value
+    elif t is int:
         if 0 <= value < _MONEY_LIMIT:
             return Decimal(value)       # Decimal(5) == Decimal("5"), the same object read_money makes
     elif t is str:
@@ -465,7 +468,8 @@ def _frozen(cls, values: dict):
     return obj
 
 
-def _fast_item(data: Any, cur: str, quantum: Decimal) -> Item | None:
+def _fast_item_values(data: Any, quantum: Decimal) -> dict | None:
+    """The fields of the item `data` describes when it is valid and usual, else None."""
     if type(data) is not dict:
         return None
     get = data.get
@@ -478,11 +482,12 @@ def _fast_item(data: Any, cur: str, quantum: Decimal) -> Item | None:
     values = {"externalItemId": item_id, "quantity": _money_of(qty),
               "cost": None if cost is None else _money_of(cost).quantize(quantum, ROUND_HALF_UP)}
     _texts(data, _ITEM_TEXT, values)
-    return _frozen(Item, values)
+    return values
 
 
-def _fast_order(data: Any, naive_dates_as_utc: bool) -> Order | None:
-    """The order `data` describes when it is valid and usual, else None (the schema then decides)."""
+def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
+    """The fields of the order `data` describes when it is valid and usual (items as field dicts),
+    else None: the schema then decides. The one place the fast checks are written."""
     if type(data) is not dict:
         return None
     get = data.get
@@ -511,20 +516,27 @@ def _fast_order(data: Any, naive_dates_as_utc: bool) -> Order | None:
             if type(raw_items) is not list:
                 return None
             for raw in raw_items:
-                item = _fast_item(raw, cur, q)
+                item = _fast_item_values(raw, q)
                 if item is None:
                     return None
                 items.append(item)
-        kw["items"] = tuple(items)
-        return _frozen(Order, kw)
+        kw["items"] = items
+        return kw
     except ValidationError:
         return None
 
 
+def _fast_order(data: Any, naive_dates_as_utc: bool) -> Order | None:
+    kw = _fast_values(data, naive_dates_as_utc)
+    if kw is None:
+        return None
+    kw["items"] = tuple(_frozen(Item, i) for i in kw["items"])
+    return _frozen(Order, kw)
+
+
 # ---- strict output ---------------------------------------------------------------------------
 
-def item_to_wire(item: Item) -> dict:
-    f = item.__dict__      # the dataclass's fields, read directly: this runs for every item of every order
+def _item_wire(f: dict) -> dict:
     out: dict[str, Any] = {"externalItemId": f["externalItemId"], "quantity": to_json_number(f["quantity"])}
     for k in _ITEM_TEXT:
         v = f[k]
@@ -539,9 +551,8 @@ _ORDER_TEXT = ("externalCustomerId", "email", "phone", "firstName", "lastName", 
                "statusDescription", "storeId", "source", "deliveryMethod", "paymentMethod", "deliveryAddress")
 
 
-def order_to_wire(order: Order) -> dict:
-    """The order as the add-orders API wants it: absent values left out, numbers as JSON numbers."""
-    f = order.__dict__
+def _order_wire(f: dict, items: Iterable[dict]) -> dict:
+    """The wire form of an order's fields (an Order's __dict__, or the fast path's values)."""
     out: dict[str, Any] = {
         "externalOrderId": f["externalOrderId"],
         "totalCost": to_json_number(f["totalCost"]),
@@ -559,9 +570,19 @@ def order_to_wire(order: Order) -> dict:
             out[k] = to_json_number(v)
     if f["additionalInfo"]:
         out["additionalInfo"] = dict(f["additionalInfo"])
-    if f["items"]:
-        out["items"] = [item_to_wire(i) for i in f["items"]]
+    wire_items = [_item_wire(i) for i in items]
+    if wire_items:
+        out["items"] = wire_items
     return out
+
+
+def item_to_wire(item: Item) -> dict:
+    return _item_wire(item.__dict__)    # the dataclass's fields, read directly: this runs for every item
+
+
+def order_to_wire(order: Order) -> dict:
+    """The order as the add-orders API wants it: absent values left out, numbers as JSON numbers."""
+    return _order_wire(order.__dict__, [i.__dict__ for i in order.items])
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)   # built once, not per call
@@ -587,85 +608,10 @@ def request_body(orders: Iterable[dict]) -> dict:
 
 # ---- validation straight to the wire: parse_order + order_to_wire without the Order between ----
 
-def _dec(value) -> Decimal:
-    """_money_of, with a Decimal taken as it is (read_money would rebuild it from its str: the same value)."""
-    if type(value) is Decimal and value.is_finite() and not value < 0 and value.adjusted() < MAX_MONEY_DIGITS:
-        return value
-    return _money_of(value)
-
-
-def _fast_wire_item(data: Any, q: Decimal) -> dict | None:
-    """item_to_wire(_fast_item(data)), or None where _fast_item would be None."""
-    if type(data) is not dict:
-        return None
-    get = data.get
-    item_id, qty, cost = get("externalItemId"), get("quantity"), get("cost")
-    if item_id is None or qty is None:
-        return None
-    item_id = _text(item_id)
-    if item_id is None:
-        return None
-    out: dict[str, Any] = {"externalItemId": item_id, "quantity": to_json_number(_dec(qty))}
-    for k in _ITEM_TEXT:
-        v = get(k)
-        if v is not None:
-            v = v.strip() or None if type(v) is str and "\x00" not in v else read_text(v)
-            if v is not None:
-                out[k] = v
-    if cost is not None:
-        out["cost"] = to_json_number(_dec(cost).quantize(q, ROUND_HALF_UP))
-    return out
-
-
 def _fast_wire(data: Any, naive_dates_as_utc: bool) -> dict | None:
-    """order_to_wire(_fast_order(data)), or None where _fast_order would be None (the same checks, in order)."""
-    if type(data) is not dict:
-        return None
-    get = data.get
-    ext, total, status, date, cur = (get("externalOrderId"), get("totalCost"), get("status"), get("date"),
-                                     get("currency"))
-    if ext is None or total is None or status is None or date is None or cur is None:
-        return None
-    try:
-        ext = _text(ext)
-        cur = read_currency(cur)
-        q = quantum(cur)
-        out: dict[str, Any] = {"externalOrderId": ext,
-                               "totalCost": to_json_number(_dec(total).quantize(q, ROUND_HALF_UP)),
-                               "status": read_status(status),
-                               "date": format_date(read_date(date, naive_dates_as_utc)), "currency": cur}
-        texts: dict[str, Any] = {}
-        _texts(data, _OPT_TEXT, texts)
-        texts["email"] = _opt_read(data, "email", read_email)
-        texts["phone"] = _opt_read(data, "phone", read_phone)
-        if ext is None or not (texts["externalCustomerId"] or texts["email"] or texts["phone"]):
-            return None
-        for k in _ORDER_TEXT:
-            v = texts[k]
-            if v is not None:
-                out[k] = v
-        for k in _OPT_MONEY:
-            v = get(k)
-            if v is not None:
-                out[k] = to_json_number(_dec(v).quantize(q, ROUND_HALF_UP))
-        info = _opt_read(data, "additionalInfo", read_string_map)
-        if info:
-            out["additionalInfo"] = info
-        raw_items = get("items")
-        if raw_items is not None:
-            if type(raw_items) is not list:
-                return None
-            items = []
-            for raw in raw_items:
-                item = _fast_wire_item(raw, q)
-                if item is None:
-                    return None
-                items.append(item)
-            if items:
-                out["items"] = items
-        return out
-    except ValidationError:
-        return None
+    """order_to_wire(_fast_order(data)) without the Order between, or None where that is None."""
+    kw = _fast_values(data, naive_dates_as_utc)
+    return None if kw is None else _order_wire(kw, kw["items"])
 
 
 def validate_to_wire(data: Any, *, naive_dates_as_utc: bool = False) -> dict:

@@ -193,3 +193,13 @@ def test_save_a_segment_from_the_contacts_page_and_delete_it(app, logged_in):
     r = logged_in.post(f"/ui/segments/{saved[0]['id']}/delete", data={"csrf_token": token}, follow_redirects=True)
     assert "Segment deleted." in r.text
     assert logged_in.get("/api/v1/segments/saved", headers=AUTH).json["segments"] == []
+
+
+def test_every_page_title_is_plain_text(logged_in):
+    """A block left open in a template once put the saved-segments table into the contacts page's <title>."""
+    import re
+    for path, title in (("/ui/orders", "Orders"), ("/ui/events", "Event history"), ("/ui/contacts", "Contacts"),
+                        ("/ui/workflows", "Workflows"), ("/ui/messages", "Messages"), ("/ui/reports", "Reports")):
+        html = logged_in.get(path).get_data(as_text=True)
+        assert re.search(r"<title>(.*?)</title>", html, re.S).group(1).strip() == f"{title} · orderbridge", path
+        assert html.count('id="saved-segments"') <= 1, path

@@ -45,3 +45,13 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/test.db"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(db_url):
+    """The connector store (inbox, outbox, cursors) on SQLite and, when configured, PostgreSQL."""
+    from connector.store import init_db, make_engine
+    e = make_engine(db_url)
+    init_db(e)
+    yield e
+    e.dispose()

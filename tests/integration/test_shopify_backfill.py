@@ -18,14 +18,6 @@ from tests.fakes.fake_shopify import TOKEN, FakeShopify, generated_orders, node_
 
 
 @pytest.fixture
-def engine(db_url):
-    e = make_engine(db_url)
-    init_db(e)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
 def make_shop(monkeypatch):
     monkeypatch.setenv("SHOP_TOKEN", TOKEN)
 

@@ -22,14 +22,6 @@ CHECKOUT = json.loads((SHOP / "webhook_checkouts_create_docs_2026-07.json").read
 COMPLIANCE = json.loads((SHOP / "webhook_compliance_payloads_docs_2026-07.json").read_text())
 
 
-@pytest.fixture
-def engine(db_url):
-    e = make_engine(db_url)
-    init_db(e)
-    yield e
-    e.dispose()
-
-
 def config(**options):
     return from_dict({"shops": [{"name": "main", "platform": "shopify", **options}]})
 

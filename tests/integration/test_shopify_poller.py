@@ -13,7 +13,7 @@ from adapters.shopify.poller import has_credentials, poll
 from connector.cursors import read as load_cursor
 from connector.config import from_dict
 from connector.errors import RetriableAPIError
-from connector.store import OutboxRow, init_db, make_engine
+from connector.store import OutboxRow
 from tests.conftest import FIXTURES
 from tests.fakes.fake_shopify import TOKEN, FakeShopify, checkout_node_from_rest, generated_orders, node_from_rest
 
@@ -24,14 +24,6 @@ FAST = 1_000_000          # restore rate: tests never wait for the bucket unless
 
 def rest(name: str) -> dict:
     return json.loads((SHOP / name).read_text())
-
-
-@pytest.fixture
-def engine(db_url):
-    e = make_engine(db_url)
-    init_db(e)
-    yield e
-    e.dispose()
 
 
 @pytest.fixture

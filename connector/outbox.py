@@ -9,7 +9,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -59,8 +59,30 @@ def _aware(dt: datetime | None) -> datetime | None:
 
 def enqueue(session: Session, versions: Iterable[Version]) -> EnqueueResult:
     """Enqueue order versions; the caller commits. Safe to call with duplicates in one call."""
+    return enqueue_prepared(session, (PreparedVersion.of(v) for v in versions))
+
+
+class PreparedVersion(NamedTuple):
+    """A version whose canonical JSON and hash are computed already (the CSV import's worker processes
+    do it): enqueue_prepared stores them as they are."""
+
+    shop: str
+    external_order_id: str
+    canonical: str                          # canonical_json of the wire order
+    digest: str                             # sha256 hex of `canonical` (content_hash)
+    source: str = ""
+    source_updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, v: Version) -> "PreparedVersion":
+        text = canonical_json(v.wire)
+        return cls(v.shop, str(v.wire["externalOrderId"]), text, _hash_text(text), v.source, v.source_updated_at)
+
+
+def enqueue_prepared(session: Session, versions: Iterable[PreparedVersion]) -> EnqueueResult:
+    """enqueue() for versions prepared elsewhere; the caller commits."""
     result = EnqueueResult()
-    batch: list[Version] = []
+    batch: list[PreparedVersion] = []
     for v in versions:
         batch.append(v)
         if len(batch) >= _CHUNK:
@@ -76,23 +98,13 @@ def _hash_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
-    keys = {(v.shop, str(v.wire["externalOrderId"])) for v in batch}
-    heads = {}
-    for shop in {k[0] for k in keys}:
-        ids = [k[1] for k in keys if k[0] == shop]
-        rows = session.execute(select(_HEADS.c.external_order_id, _HEADS.c.content_hash, _HEADS.c.source_updated_at)
-                               .where(_HEADS.c.shop == shop, _HEADS.c.external_order_id.in_(ids)))
-        heads.update({(shop, r[0]): (r[1], _aware(r[2]), True) for r in rows})
+def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> EnqueueResult:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    heads = _read_heads(session, {(v.shop, v.external_order_id) for v in batch}, sqlite)
     result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
-        key = (v.shop, str(v.wire["externalOrderId"]))
-        text = getattr(v, "canonical", None)    # a version prepared elsewhere (CSV import workers)
-        if text:
-            h = v.digest
-        else:
-            text = canonical_json(v.wire)
-            h = _hash_text(text)
+        key = (v.shop, v.external_order_id)
+        h = v.digest
         old = new_heads.get(key) or heads.get(key)
         if old and old[0] == h:
             result.unchanged += 1
@@ -101,15 +113,36 @@ def _enqueue_chunk(session: Session, batch: Sequence[Version]) -> EnqueueResult:
         if old and old[1] and src and src < old[1]:
             result.stale += 1
             continue
-        rows.append((v.shop, key[1], text, h, v.source))
+        rows.append((v.shop, key[1], v.canonical, h, v.source))
         new_heads[key] = (h, src or (old[1] if old else None), len(rows) - 1)
     if rows:
-        insert_rows = _insert_sqlite if session.get_bind().dialect.name == "sqlite" else _insert_core
-        ids = insert_rows(session, rows, now)
+        ids = (_insert_sqlite if sqlite else _insert_core)(session, rows, now)
         result.enqueued, result.ids = len(ids), ids
         new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
+
+
+def _read_heads(session: Session, keys: set[tuple[str, str]], sqlite: bool) -> dict:
+    """(shop, order id) → (content hash, source_updated_at, True) of the heads that exist among `keys`."""
+    heads = {}
+    for shop in {k[0] for k in keys}:
+        ids = [k[1] for k in keys if k[0] == shop]
+        if sqlite:
+            # through the driver, as the writes below: SQLAlchemy's per-value processing cost more than SQLite
+            cur = session.connection().connection.driver_connection.cursor()
+            try:
+                rows = cur.execute(f"SELECT external_order_id, content_hash, source_updated_at FROM order_heads "
+                                   f"WHERE shop = ? AND external_order_id IN ({','.join('?' * len(ids))})",
+                                   [shop, *ids]).fetchall()
+            finally:
+                cur.close()
+            rows = [(oid, h, _from_sqlite(src)) for oid, h, src in rows]
+        else:
+            rows = session.execute(select(_HEADS.c.external_order_id, _HEADS.c.content_hash, _HEADS.c.source_updated_at)
+                                   .where(_HEADS.c.shop == shop, _HEADS.c.external_order_id.in_(ids)))
+        heads.update({(shop, r[0]): (r[1], _aware(r[2]), True) for r in rows})
+    return heads
 
 
 def _insert_core(session: Session, rows: list[tuple], now: datetime) -> list[int]:
@@ -145,9 +178,26 @@ def _insert_sqlite(session: Session, rows: list[tuple], now: datetime) -> list[i
 
 
 def _sqlite_datetimes(session: Session):
-    """Datetimes as SQLAlchemy stores them in SQLite (its own bind processor: the same text, read back alike)."""
+    """Datetimes as SQLAlchemy stores them in SQLite (the same text, read back alike).
+
+    Its bind processor costs several µs a value, which an import of a million orders pays for every
+    head; the same text is written directly when a probe shows the two agree (else the processor runs)."""
     process = _OUTBOX.c.created_at.type._cached_bind_processor(session.get_bind().dialect)
-    return lambda dt: None if dt is None else (process(dt) if process else dt)
+    if process is None:
+        return lambda dt: dt
+    probe = datetime(2001, 2, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=-3, minutes=-30)))
+    if process(probe) == _utc_text(probe):
+        return lambda dt: None if dt is None else _utc_text(dt)
+    return lambda dt: None if dt is None else process(dt)
+
+
+def _utc_text(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _from_sqlite(text: str | None) -> datetime | None:
+    """A datetime as SQLAlchemy reads it back from SQLite (naive; _aware makes it UTC)."""
+    return None if text is None else datetime.fromisoformat(text)
 
 
 _SQLITE_HEAD_INSERT = ("INSERT INTO order_heads (shop, external_order_id, content_hash, source_updated_at, outbox_id, "

@@ -2,29 +2,19 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from connector.outbox import EnqueueResult, Version, enqueue
+from connector.outbox import EnqueueResult, PreparedVersion, Version, enqueue_prepared
 
 from adapters.csv.presets.base import Built
 
 if TYPE_CHECKING:
     from adapters.csv.importer import Prepared
 
-CHUNK_ORDERS = 500
-
-
-@dataclass(frozen=True)
-class PreparedVersion(Version):
-    """A version whose canonical JSON and hash a worker process computed: `enqueue` stores them as they
-    are instead of serialising `wire` again (which then holds only the order id)."""
-
-    canonical: str = ""
-    digest: str = ""
+CHUNK_ORDERS = 2000      # orders per transaction (each commit may checkpoint the WAL); a crash loses at most these, and a re-run enqueues them
 
 
 class OutboxSink:
@@ -36,20 +26,18 @@ class OutboxSink:
         self.shop = shop
         self.file_name = file_name
         self.chunk = chunk
-        self.batch: list[Version] = []
+        self.batch: list[PreparedVersion] = []
         self.result = EnqueueResult()
 
     def add(self, wire: dict, line: int, built: Built) -> None:
-        self.batch.append(Version(self.shop, wire, source=f"csv:{self.file_name}:{line}",
-                                  source_updated_at=built.source_updated_at))
+        self.batch.append(PreparedVersion.of(Version(self.shop, wire, source=f"csv:{self.file_name}:{line}",
+                                                     source_updated_at=built.source_updated_at)))
         if len(self.batch) >= self.chunk:
             self.flush()
 
     def add_prepared(self, order: "Prepared") -> None:
-        self.batch.append(PreparedVersion(self.shop, {"externalOrderId": order.external_order_id},
-                                          source=f"csv:{self.file_name}:{order.line}",
-                                          source_updated_at=order.source_updated_at,
-                                          canonical=order.canonical, digest=order.digest))
+        self.batch.append(PreparedVersion(self.shop, order.external_order_id, order.canonical, order.digest,
+                                          f"csv:{self.file_name}:{order.line}", order.source_updated_at))
         if len(self.batch) >= self.chunk:
             self.flush()
 
@@ -57,7 +45,7 @@ class OutboxSink:
         if not self.batch:
             return
         with Session(self.engine) as session:
-            r = enqueue(session, self.batch)
+            r = enqueue_prepared(session, self.batch)
             session.commit()
         r.ids = []                      # not needed; keeps memory flat over millions of orders
         self.result += r

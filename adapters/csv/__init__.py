@@ -7,6 +7,7 @@ from typing import Callable
 from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, rejected_path
 from adapters.csv.presets import PRESETS, Context
 from adapters.csv.presets.base import Header
+from adapters.csv.ranges import data_start, splittable
 from adapters.csv.reader import CsvUnreadable, open_csv, read_rows
 
 __all__ = ["PRESETS", "Context", "CsvUnreadable", "Summary", "import_file", "rejected_path"]
@@ -17,8 +18,8 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
                 progress: Callable[[int], None] = lambda n: None, workers: int | None = None) -> tuple[str, Summary]:
     """Import one file into `sink`; returns the detected format's label and the summary.
 
-    `workers`: processes that build and validate orders for a sink with `add_prepared` (default: one
-    per CPU, at most 2; 0 does everything in this process).
+    `workers`: processes that read, build and validate ranges of the file for a sink with `add_prepared`
+    (default: one per CPU; 0 does everything in this process).
 
     Raises CsvUnreadable when the file cannot be used at all (nothing has been imported then).
     """
@@ -36,5 +37,17 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         if out.exists():
             out.unlink()        # a report from an earlier run would describe rows that may be fixed now
         rejected = RejectedFile(out, list(first.cells), dialect) if write_rejected else None
-        summary = Importer(bound, sink, rejected, len(header.names), progress, workers).run(rows)
+        importer = Importer(bound, sink, rejected, len(header.names), progress, workers)
+        start = None
+        if importer.workers and hasattr(sink, "add_prepared") and splittable(dialect.encoding):
+            start = data_start(path, 3 if dialect.bom and dialect.encoding == "utf-8-sig" else 0,
+                               _range_codec(dialect.encoding), dialect.delimiter, first.cells)
+        if start is None:
+            summary = importer.run(rows)
+        else:
+            summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start)
     return bound.label, summary
+
+
+def _range_codec(encoding: str) -> str:
+    return "utf-8" if encoding == "utf-8-sig" else encoding      # ranges start after the BOM

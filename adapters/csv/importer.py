@@ -1,12 +1,14 @@
 """The import pipeline: rows → orders (grouped as they come) → validated wire orders → a sink.
 
-Memory stays flat whatever the file size: the main process holds a few chunks of orders at a
-time, and the sink holds at most one chunk of orders before it commits them.
+Memory stays flat whatever the file size: a few ranges of the file (about a megabyte each) and one
+chunk of orders for the sink are held at a time.
 
-A sink that takes prepared orders (`add_prepared`, the outbox) gets them from worker processes:
-the main process reads, groups and checks the rows, writes the rejected-rows report and the
-outbox, while forked workers build, validate (`validate_to_canonical`) and serialise chunks of orders.
-Chunks come back in the order they were sent, so reports and the outbox keep the file's order.
+For the outbox (a sink with `add_prepared`) the file is cut into byte ranges on order boundaries
+(adapters/csv/ranges.py), and forked worker processes each read, parse, check, build, validate and
+serialise whole ranges; the main process settles the ranges in file order: it catches an order whose
+rows are split across the file, writes the rejected-rows report and the outbox. Otherwise (a dry run, a
+UTF-16 file, --workers 0, one CPU) everything happens in this process, row by row; both give the same
+import, to the byte.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Protocol
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
-from adapters.csv.reader import CsvUnreadable, Dialect, Row
+from adapters.csv.ranges import Range, Unsplittable, line_count, parse, ranges, read_range
+from adapters.csv.reader import CsvUnreadable, Dialect, Row, open_text_at, read_rows
 from adapters.csv.seen import SeenOrders
 from adapters.csv.values import CellError
 
@@ -49,31 +52,28 @@ class Prepared(NamedTuple):
     source_updated_at: datetime | None
 
 
-CHUNK_ORDERS = 100          # orders per chunk sent to a worker (one chunk in flight per worker)
-
-
-MAX_WORKERS = 2     # the main process (reading, checking, writing) cannot feed more (bench/csv_import.py)
+CHUNK_ORDERS = 100          # orders settled at a time in one process (one look-up of earlier keys)
 
 
 def default_workers() -> int:
-    """Worker processes for an import: one per CPU the process may use, at most MAX_WORKERS;
-    0 (everything in this process) on one CPU or where processes cannot be forked."""
+    """Worker processes for an import: one per CPU the process may use (the main process mostly waits on
+    them and on the database); 0 (everything in this process) on one CPU or where processes cannot be forked."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
-    return min(n, MAX_WORKERS) if n > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
+    return min(n, 8) if n > 1 and "fork" in multiprocessing.get_all_start_methods() else 0
 
 
-def translate(bound: Bound, rows: list[Row]) -> tuple:
+def translate(bound: Bound, rows: list[Row], nul_free: bool = False) -> tuple:
     """One order's rows → ("ok", id, canonical JSON, hash, updated_at, notes) or ("rejected", errors).
 
     Errors travel as (column, reason, line) tuples: CellError does not survive pickling.
     A preset that can write a usual order's canonical JSON straight from its cells (`fast_canonical`)
-    does so; everything else is built and validated.
+    does so; everything else is built and validated. `nul_free`: the caller knows no cell holds NUL.
     """
     fast = getattr(bound, "fast_canonical", None)
-    if fast is not None and (done := fast(rows)) is not None:
+    if fast is not None and (done := fast(rows, nul_free)) is not None:
         oid, text, updated_at, notes = done
         return "ok", oid, text, sha256(text.encode()).hexdigest(), updated_at, notes
     try:
@@ -87,12 +87,89 @@ def translate(bound: Bound, rows: list[Row]) -> tuple:
     return "ok", wire["externalOrderId"], text, digest, built.source_updated_at, built.notes
 
 
-def _translate_chunk(bound: Bound, groups_: list[list[Row] | None]) -> list[tuple | None]:
-    return [None if g is None else translate(bound, g) for g in groups_]
+def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: int) -> Iterator[tuple[str, list[Row]]]:
+    """Consecutive rows with the same key form one order (exports keep an order's rows together); a row
+    with no key is an order of its own (and rejected as such).
+
+    Rows are padded to at least width + 1 cells: short rows (Excel trims trailing blanks) read as
+    blanks, and cell `width` is a blank that stands in for missing columns (Header.position).
+    """
+    need = width + 1
+    current: list[Row] = []
+    cur_key = None
+    for row in rows:
+        cells = row.cells
+        if len(cells) < need:
+            cells.extend([""] * (need - len(cells)))
+        k = key_of(cells)
+        if current and (k != cur_key or not k):
+            yield cur_key, current
+            current = []
+        cur_key = k
+        current.append(row)
+    if current:
+        yield cur_key, current
 
 
-def _serve(bound: Bound, conn, compact: bool) -> None:
-    """A worker's loop: chunks in, translations out, until None (or the main process is gone).
+def row_errors(group: list[Row], width: int) -> list[CellError]:
+    """Rows with cells beyond the header (an unquoted delimiter inside a value, usually)."""
+    out = []
+    for row in group:
+        cells = row.cells
+        # every row is padded to width + 1 cells; only look further when something is beyond the header
+        if (len(cells) > width + 1 or cells[width]) and any(c.strip() for c in cells[width:]):
+            out.append(CellError("row", f"the row has {len(cells)} cells but the header has {width} "
+                                 "(an unquoted delimiter inside a value?)", row.line))
+    return out
+
+
+def key_errors(key: str, line: int, column: str, earlier: int | None) -> list[CellError]:
+    """The order key's own errors: empty, or seen before at line `earlier` (the order's rows are split)."""
+    if not key:
+        return [CellError(column, f"is empty; every row needs the {column} of its order", line)]
+    if earlier is not None:
+        return [CellError(column, f"order {key} already appeared at line {earlier}: the rows of one order "
+                          f"must be together (sort the file by {column})", line)]
+    return []
+
+
+class _Failure(NamedTuple):
+    traceback: str
+
+
+class _RangeResult(NamedTuple):
+    """What a worker made of one range."""
+
+    rows: int
+    aligned: bool               # False: the range did not end between records (see ranges.py); redo in one process
+    orders: list[tuple]         # per order: key, first line, row count, rows (None when valid), row errors,
+                                # and translate()'s result (None when the rows alone reject the order)
+    error: str | None = None    # the range cannot be decoded: the import stops here, as it would in one process
+
+
+def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, width: int) -> _RangeResult:
+    """Read, parse, group, check and translate the orders of one range (in a worker process)."""
+    data = read_range(path, r)
+    try:
+        rows, aligned = parse(data, codec, delimiter, r.first_line)
+    except UnicodeDecodeError as e:
+        line = r.first_line + line_count(e.object[:e.start])
+        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {e.encoding} "
+                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+    if not aligned:
+        return _RangeResult(len(rows), False, [])
+    orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
+    for key, group in group_rows(rows, bound.key, width):
+        errors = row_errors(group, width)
+        done = None if errors or not key else translate(bound, group, nul_free)
+        keep = errors or not key or done[0] == "rejected"      # the rows go back only for the report
+        orders.append((key, group[0].line, len(group), group if keep else None,
+                       [(e.column, e.reason, e.line) for e in errors], done))
+    return _RangeResult(len(rows), True, orders)
+
+
+def _serve(bound: Bound, conn, path: Path, codec: str, delimiter: str, width: int) -> None:
+    """A worker's loop: ranges in, results out, until None (or the main process is gone).
 
     A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
     """
@@ -100,60 +177,35 @@ def _serve(bound: Bound, conn, compact: bool) -> None:
     # again (that walk also copies the shared pages it touches).
     gc.freeze()
     try:
-        while (todo := conn.recv()) is not None:
+        while (r := conn.recv()) is not None:
             try:
-                if compact:
-                    todo = [g and [Row(line, _unpack(cells)) for line, cells in g] for g in todo]
-                conn.send(_translate_chunk(bound, todo))
+                conn.send(work_range(bound, path, r, codec, delimiter, width))
             except Exception:
                 conn.send(_Failure(traceback.format_exc()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
 
 
-_SEP = "\x1f"     # ASCII unit separator: one string per row pickles far cheaper than a tuple of cells
-_SEP_COUNT = _SEP.count
-
-
-def _pack(cells: tuple[str, ...]) -> str | tuple[str, ...]:
-    """A row's cells as one string; as they are when a cell holds the separator itself."""
-    text = _SEP.join(cells)
-    return text if _SEP_COUNT(text) == len(cells) - 1 else cells
-
-
-def _unpack(cells: str | tuple[str, ...]) -> list[str] | tuple[str, ...]:
-    """_pack undone, plus the blank pad cell that stands in for missing columns."""
-    if type(cells) is str:
-        out = cells.split(_SEP)
-        out.append("")
-        return out
-    return cells + ("",)
-
-
-class _Failure(NamedTuple):
-    traceback: str
-
-
 class _Worker:
-    """A forked process translating one chunk at a time; it inherits the bound preset (lambdas do not
-    pickle). Plain pipes, no helper threads: the main process sends a chunk, later receives its result."""
+    """A forked process working through ranges in the order it is given them; it inherits the bound preset
+    (lambdas do not pickle). Plain pipes, no helper threads."""
 
-    def __init__(self, bound: Bound, compact: bool):
+    def __init__(self, bound: Bound, path: Path, codec: str, delimiter: str, width: int):
         ctx = multiprocessing.get_context("fork")
         self.conn, theirs = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(bound, theirs, compact), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(bound, theirs, path, codec, delimiter, width), daemon=True)
         self.process.start()
         theirs.close()
-        self.busy = False
+        self.pending = 0
 
-    def send(self, todo: list) -> None:
-        self.conn.send(todo)
-        self.busy = True
+    def send(self, r: Range) -> None:
+        self.conn.send(r)
+        self.pending += 1
 
-    def receive(self) -> list:
+    def receive(self) -> _RangeResult:
         try:
             result = self.conn.recv()
-            self.busy = False
+            self.pending -= 1
         except EOFError:
             raise RuntimeError(f"an import worker process died (exit code {self.process.exitcode})") from None
         if isinstance(result, _Failure):
@@ -161,8 +213,8 @@ class _Worker:
         return result
 
     def stop(self) -> None:
-        """Ask the worker to finish; one still holding a chunk (the import failed) is ended at once."""
-        if self.busy:
+        """Ask the worker to finish; one still holding ranges (the import stopped early) is ended at once."""
+        if self.pending:
             self.process.terminate()
         else:
             try:
@@ -278,15 +330,25 @@ class Importer:
         self.progress = progress
         self.summary = Summary()
         self.seen = SeenOrders()
+        self.key_column = getattr(bound, "key_column", "order id")
 
     def run(self, rows: Iterable[Row]) -> Summary:
+        """Import `rows` (the data rows, after the header) in this process."""
+        return self._finish(lambda: self._local(rows))
+
+    def run_file(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> Summary:
+        """Import the data rows from byte `start` (line `first_line`) with worker processes, each taking whole
+        ranges of the file; what cannot be cut into ranges is imported in this process."""
+        def work() -> None:
+            rest = self._ranges(path, codec, delimiter, start, first_line)
+            if rest is not None:
+                with open_text_at(path, codec, rest[0]) as f:
+                    self._local(read_rows(f, delimiter, path.name, first_line=rest[1]))
+        return self._finish(work)
+
+    def _finish(self, work: Callable[[], None]) -> Summary:
         try:
-            orders = self._orders(rows)
-            if hasattr(self.sink, "add_prepared"):
-                self._run_prepared(orders)
-            else:
-                for key, group in orders:
-                    self._one(key, group)
+            work()
             self.sink.close()
         finally:
             self.seen.close()
@@ -294,93 +356,27 @@ class Importer:
                 self.rejected.close()
         return self.summary
 
-    def _orders(self, rows: Iterable[Row]) -> Iterator[tuple[str, list[Row]]]:
-        """Consecutive rows with the same key form one order (exports keep an order's rows together),
-        counted for the summary and the progress bar.
+    # ---- in this process ---------------------------------------------------------------
 
-        Rows are padded to at least width + 1 cells: short rows (Excel trims trailing blanks) read as
-        blanks, and cell `width` is a blank that stands in for missing columns (Header.position).
-        One loop for all of it: this runs for every row of the file, in the process that writes.
-        """
-        need, key_of, summary = self.width + 1, self.bound.key, self.summary
-        current: list[Row] = []
-        cur_key, pending = None, 0
-        for row in rows:
-            cells = row.cells
-            if len(cells) < need:
-                cells.extend([""] * (need - len(cells)))
-            k = key_of(cells)
-            if current and (k != cur_key or not k):
-                summary.rows += len(current)
-                pending += len(current)
-                if pending >= 1000:
-                    self.progress(pending)
-                    pending = 0
-                yield cur_key, current
-                current = []
-            cur_key = k
-            current.append(row)
-        if current:
-            summary.rows += len(current)
-            pending += len(current)
-            yield cur_key, current
-        self.progress(pending)
+    def _local(self, rows: Iterable[Row]) -> None:
+        orders = group_rows(rows, self.bound.key, self.width)
+        prepared = hasattr(self.sink, "add_prepared")
+        while chunk := list(islice(orders, CHUNK_ORDERS)):
+            earlier = iter(self.seen.first_lines([(key, group[0].line) for key, group in chunk if key]))
+            for key, group in chunk:
+                self.summary.rows += len(group)
+                errors = key_errors(key, group[0].line, self.key_column, next(earlier) if key else None)
+                errors += row_errors(group, self.width)
+                if errors:
+                    self._reject(group, errors)
+                elif prepared:
+                    self._settle(group[0].line, group, translate(self.bound, group))
+                else:
+                    self._one(group)
+            self.progress(sum(len(group) for _, group in chunk))
 
-    def _run_prepared(self, orders: Iterator[tuple[str, list[Row]]]) -> None:
-        """Chunks of orders to the workers (or translated here), settled in the order they were read."""
-        pick, workers = None, []
-        if self.workers:
-            # Workers get only the cells the preset reads when it says which (pickling is per cell).
-            pick, bound = self.bound.compact() if hasattr(self.bound, "compact") else (None, self.bound)
-            workers = [_Worker(bound, pick is not None) for _ in range(self.workers)]
-        try:
-            in_flight: deque = deque()
-            while chunk := list(islice(orders, CHUNK_ORDERS)):
-                earlier = iter(self.seen.first_lines([(key, group[0].line) for key, group in chunk if key]))
-                shape = [self._shape_errors(key, group, next(earlier) if key else None) for key, group in chunk]
-                todo = [None if errors else group for (_, group), errors in zip(chunk, shape)]
-                if not workers:
-                    self._settle(chunk, shape, _translate_chunk(self.bound, todo))
-                    continue
-                if pick is not None:
-                    todo = [g and [(r.line, _pack(pick(r.cells))) for r in g] for g in todo]
-                if len(in_flight) < len(workers):
-                    worker = workers[len(in_flight)]
-                    worker.send(todo)
-                    in_flight.append((chunk, shape, worker))
-                    continue
-                # Each worker holds one chunk at most (no deadlock). The oldest chunk's worker gets the
-                # next chunk as soon as its result is in, before that result is written (the outbox
-                # write would otherwise leave it idle); results are still settled in file order.
-                done_chunk, done_shape, worker = in_flight.popleft()
-                results = worker.receive()
-                worker.send(todo)
-                in_flight.append((chunk, shape, worker))
-                self._settle(done_chunk, done_shape, results)
-            while in_flight:
-                self._settle(*in_flight.popleft())
-        finally:
-            for w in workers:
-                w.stop()
-
-    def _settle(self, chunk: list[tuple[str, list[Row]]], shape: list[list[CellError]], done) -> None:
-        results = done.receive() if isinstance(done, _Worker) else done
-        for (_, group), errors, result in zip(chunk, shape, results):
-            if errors:
-                self._reject(group, errors)
-            elif result[0] == "rejected":
-                self._reject(group, [CellError(column, reason, line) for column, reason, line in result[1]])
-            else:
-                _, oid, text, digest, updated_at, notes = result
-                self.summary.orders += 1
-                for n in notes:
-                    self.summary.note(n, group[0].line)
-                self.sink.add_prepared(Prepared(oid, text, digest, group[0].line, updated_at))
-
-    def _one(self, key: str, group: list[Row]) -> None:
-        errors = self._shape_errors(key, group)
-        if errors:
-            return self._reject(group, errors)
+    def _one(self, group: list[Row]) -> None:
+        """An order for a sink that takes wire orders (the dry run)."""
         try:
             built = self.bound.build(group)
         except OrderRejected as e:
@@ -394,24 +390,71 @@ class Importer:
             self.summary.note(n, group[0].line)
         self.sink.add(wire, group[0].line, built)
 
-    def _shape_errors(self, key: str, group: list[Row], earlier: int | None = -1) -> list[CellError]:
-        """Errors of the file's shape; `earlier` is the line where the key first appeared (-1: look it up)."""
-        out = []
-        col = getattr(self.bound, "key_column", "order id")
-        if earlier == -1 and key:
-            earlier = self.seen.first_line(key, group[0].line)
-        if not key:
-            out.append(CellError(col, f"is empty; every row needs the {col} of its order", group[0].line))
-        elif earlier is not None:
-            out.append(CellError(col, f"order {key} already appeared at line {earlier}: the rows of one order "
-                                 f"must be together (sort the file by {col})", group[0].line))
-        for row in group:
-            cells, w = row.cells, self.width
-            # every row is padded to w + 1 cells; only look further when something is beyond the header
-            if (len(cells) > w + 1 or cells[w]) and any(c.strip() for c in cells[w:]):
-                out.append(CellError("row", f"the row has {len(row.cells)} cells but the header has {self.width} "
-                                     "(an unquoted delimiter inside a value?)", row.line))
-        return out
+    def _settle(self, line: int, rows: list[Row] | None, result: tuple) -> None:
+        if result[0] == "rejected":
+            self._reject(rows, [CellError(column, reason, at) for column, reason, at in result[1]])
+            return
+        _, oid, text, digest, updated_at, notes = result
+        self.summary.orders += 1
+        for n in notes:
+            self.summary.note(n, line)
+        self.sink.add_prepared(Prepared(oid, text, digest, line, updated_at))
+
+    # ---- with worker processes, range by range ------------------------------------------
+
+    def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> tuple[int, int] | None:
+        """Ranges to the workers (each holds two at most, so none waits while this process writes), settled in
+        file order. Returns where to go on in this process when the rest cannot be cut, else None."""
+        workers = [_Worker(self.bound, path, codec, delimiter, self.width) for _ in range(self.workers)]
+        in_flight: deque[tuple[Range, _Worker]] = deque()
+        try:
+            for i, r in enumerate(ranges(path, start, first_line, codec, delimiter, self.bound.key, self.width)):
+                if isinstance(r, Unsplittable):
+                    break
+                if len(in_flight) >= 2 * len(workers):
+                    rest = self._settle_range(path, codec, delimiter, *in_flight.popleft())
+                    if rest is not None:
+                        return rest
+                worker = workers[i % len(workers)]
+                worker.send(r)
+                in_flight.append((r, worker))
+            else:
+                r = None
+            while in_flight:
+                rest = self._settle_range(path, codec, delimiter, *in_flight.popleft())
+                if rest is not None:
+                    return rest
+            return None if r is None else (r.start, r.first_line)
+        finally:
+            for w in workers:
+                w.stop()
+
+    def _settle_range(self, path: Path, codec: str, delimiter: str, r: Range, worker: _Worker) -> tuple[int, int] | None:
+        res = worker.receive()
+        if res.error is not None:
+            raise CsvUnreadable(res.error)
+        if not res.aligned:
+            return r.start, r.first_line        # a bare quote fooled the cut: this range and the rest, here
+        orders = res.orders
+        earlier = iter(self.seen.first_lines([(o[0], o[1]) for o in orders if o[0]]))
+        for key, line, _, rows, errors, result in orders:
+            seen = next(earlier) if key else None
+            if seen is not None or not key:
+                if rows is None:        # a valid order whose rows are split across the file: rare
+                    rows = self._rows_again(path, codec, delimiter, r, line)
+                self._reject(rows, key_errors(key, line, self.key_column, seen)
+                             + [CellError(*e) for e in errors])
+            elif errors:
+                self._reject(rows, [CellError(*e) for e in errors])
+            else:
+                self._settle(line, rows, result)
+        self.summary.rows += res.rows
+        self.progress(res.rows)
+        return None
+
+    def _rows_again(self, path: Path, codec: str, delimiter: str, r: Range, line: int) -> list[Row]:
+        rows, _ = parse(read_range(path, r), codec, delimiter, r.first_line)
+        return next(group for _, group in group_rows(rows, self.bound.key, self.width) if group[0].line == line)
 
     def _reject(self, group: list[Row], errors: list[CellError]) -> None:
         s = self.summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,13 +47,18 @@ def sniff_encoding(path: Path, asked: str | None) -> tuple[str, bool]:
     return (asked or "utf-8"), False
 
 
-def check_utf8(path: Path) -> None:
-    """Refuse a file that is not UTF-8 before anything is imported, naming the first bad line.
+def check_decodable(path: Path, codec: str) -> None:
+    """Refuse a file that does not decode with `codec` before anything is imported, naming the first bad
+    line and byte (one pass in C; reading it later finds nothing new).
 
     Exports opened and saved in Excel on Windows are usually cp1252; guessing would silently
     turn `é` into `Ã©` in names, so the user chooses with --encoding.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder = codecs.getincrementaldecoder(codec)()
+    except LookupError:
+        raise CsvUnreadable(f"unknown encoding {codec!r} (e.g. utf-8, cp1252, latin-1)") from None
+    utf8 = codecs.lookup(codec).name in ("utf-8", "utf-8-sig")
     lines_before = 0
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_SCAN_BLOCK), b""):
@@ -62,10 +68,18 @@ def check_utf8(path: Path) -> None:
             except UnicodeDecodeError as e:
                 at = max(0, e.start - pending)
                 line = lines_before + block[:at].count(b"\n") + 1
-                raise CsvUnreadable(
-                    f"{path.name}: line {line} is not UTF-8 (byte 0x{block[at]:02x}); the file was probably "
-                    f"saved by Excel on Windows: try --encoding cp1252") from None
+                if utf8:
+                    raise CsvUnreadable(
+                        f"{path.name}: line {line} is not UTF-8 (byte 0x{block[at]:02x}); the file was probably "
+                        f"saved by Excel on Windows: try --encoding cp1252") from None
+                raise CsvUnreadable(f"{path.name}: line {line} cannot be decoded as {codec} (byte 0x{block[at]:02x}); "
+                                    "try another --encoding") from None
             lines_before += block.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise CsvUnreadable(f"{path.name}: the file ends inside a character ({codec}); "
+                                "try another --encoding") from None
 
 
 def open_text(path: Path, encoding: str):
@@ -77,13 +91,14 @@ def open_text(path: Path, encoding: str):
         raise CsvUnreadable(f"cannot read {path}: {e.strerror}") from None
 
 
-def read_rows(f, delimiter: str, name: str) -> Iterator[Row]:
-    """Rows with the physical line each starts on; the header row comes first (line 1)."""
+def read_rows(f, delimiter: str, name: str, first_line: int = 1) -> Iterator[Row]:
+    """Rows with the physical line each starts on; from the start of a file, the header row comes first
+    (line 1); from elsewhere (`open_text_at`), `first_line` is the line there."""
     reader = csv.reader(f, delimiter=delimiter)
-    end = 0
+    end = first_line - 1
     try:
         for cells in reader:
-            start, end = end + 1, reader.line_num
+            start, end = end + 1, first_line - 1 + reader.line_num
             if cells:
                 yield Row(start, cells)
     except UnicodeDecodeError as e:
@@ -91,6 +106,15 @@ def read_rows(f, delimiter: str, name: str) -> Iterator[Row]:
                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding") from None
     except csv.Error as e:
         raise CsvUnreadable(f"{name}: line {end + 1}: {e}") from None
+
+
+def open_text_at(path: Path, encoding: str, offset: int):
+    """The file as text from byte `offset`, which must start a line (for reading the rest of a file)."""
+    f = open(path, "rb")
+    f.seek(offset)
+    if offset and encoding == "utf-8-sig":
+        encoding = "utf-8"      # the BOM is behind us
+    return io.TextIOWrapper(f, encoding=encoding, newline="")
 
 
 def normalise_delimiter(value: str | None) -> str:
@@ -108,7 +132,7 @@ def open_csv(path: Path, encoding: str | None, delimiter: str | None) -> tuple[D
     if not path.is_file():
         raise CsvUnreadable(f"{path}: no such file")
     codec, bom = sniff_encoding(path, encoding)
+    check_decodable(path, codec)
     if codec.replace("_", "-").lower() in ("utf-8", "utf8"):
-        check_utf8(path)
         codec = "utf-8-sig"       # also drops a BOM that sniffing did not see
     return Dialect(codec, normalise_delimiter(delimiter), bom), open_text(path, codec)

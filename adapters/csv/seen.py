@@ -29,21 +29,20 @@ class SeenOrders:
             return self._db.execute("SELECT line FROM seen WHERE key = ?", (key,)).fetchone()[0]
 
     def first_lines(self, keys: list[tuple[str, int]]) -> list[int | None]:
-        """first_line for each of many (key, line) pairs in file order, in two statements."""
+        """first_line for each of many (key, line) pairs in file order.
+
+        Keys are nearly always new: one INSERT OR IGNORE for all of them, and only when some were not
+        inserted are their first lines read back (a key keeps the line it was first inserted with)."""
+        before = self._db.total_changes
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", keys)
+        if self._db.total_changes - before == len(keys):
+            return [None] * len(keys)
         found: dict[str, int] = {}
         for part in range(0, len(keys), 500):
             names = list({k for k, _ in keys[part:part + 500]})
             marks = ",".join("?" * len(names))
             found.update(self._db.execute(f"SELECT key, line FROM seen WHERE key IN ({marks})", names).fetchall())
-        out: list[int | None] = []
-        for key, line in keys:
-            earlier = found.get(key)
-            if earlier is None:
-                found[key] = line       # a later pair with this key (same batch) is a repeat
-            out.append(earlier)
-        new = [(k, line) for (k, line), e in zip(keys, out) if e is None]
-        self._db.executemany("INSERT INTO seen VALUES (?, ?)", new)
-        return out
+        return [None if found[key] == line else found[key] for key, line in keys]
 
     def close(self) -> None:
         self._db.close()

@@ -127,17 +127,38 @@ def fixed_offset(text: str) -> tzinfo:
     return tz
 
 
-def offset_date(text: str, column: str, slow: "DateReader") -> datetime:
-    """`2026-04-05 21:06:21 +0400` (Shopify's export format) by slicing; strptime is ~10x slower and
-    an import parses several dates per order. Anything else goes to `slow`, which names the problem."""
-    s = text.strip()
-    if len(s) == 25 and s[4] == "-" and s[10] == " " and s[19] == " ":
+def _shopify_date(s: str) -> datetime | None:
+    """`2026-04-05 21:06:21 +0400` (stripped), parsed in C; None for anything else."""
+    if len(s) == 25 and s[4] == "-" and s[7] == "-" and s[10] == " " and s[19] == " ":
         try:
-            return datetime(int(s[0:4]), int(s[5:7]), int(s[8:10]), int(s[11:13]), int(s[14:16]), int(s[17:19]),
-                            tzinfo=fixed_offset(s[20:]))
+            local = datetime.fromisoformat(s[:19])
+            # combine(), not replace(tzinfo=...): the same datetime, at a fifth of the cost
+            return datetime.combine(local.date(), local.time(), fixed_offset(s[20:]))
         except ValueError:
             pass
-    return slow(s, column)
+    return None
+
+
+def offset_date(text: str, column: str, slow: "DateReader") -> datetime:
+    """`2026-04-05 21:06:21 +0400` (Shopify's export format) in C; strptime is ~10x slower and an import
+    parses several dates per order. Anything else goes to `slow`, which names the problem."""
+    s = text.strip()
+    dt = _shopify_date(s)
+    return dt if dt is not None else slow(s, column)
+
+
+def offset_date_iso(text: str) -> tuple[datetime, str] | None:
+    """offset_date for the common case, with the date's isoformat() (written by slicing, then parsed);
+    None where that text would not be isoformat()'s (then: offset_date and isoformat())."""
+    s = text.strip()
+    if len(s) == 25 and s[4] == "-" and s[7] == "-" and s[10] == " " and s[19] == " " and s[20] in "+-" \
+            and s[23] in "012345" and s[20:] != "-0000":
+        iso = f"{s[:10]}T{s[11:19]}{s[20:23]}:{s[23:]}"
+        try:
+            return datetime.fromisoformat(iso), iso
+        except ValueError:
+            return None
+    return None
 
 
 def split_name(full: str) -> tuple[str | None, str | None]:

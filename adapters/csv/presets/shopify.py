@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from itertools import compress
 from operator import ne
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from connector.errors import ConfigError
 from marshmallow import ValidationError
@@ -20,8 +20,8 @@ from connector.money import minor_unit, quantum
 
 from adapters.csv.presets.base import Built, Collector, Header, OrderRejected, allocate_discount, reconciles
 from adapters.csv.reader import Row
-from adapters.csv.values import (CellError, DateReader, join_address, money, offset_date, optional_money, quantity, show,
-                                 split_name, spreadsheet_mangled)
+from adapters.csv.values import (CellError, DateReader, join_address, money, offset_date, offset_date_iso,
+                                 optional_money, quantity, show, split_name, spreadsheet_mangled)
 
 REQUIRED = ("Name", "Created at", "Currency", "Total", "Financial Status", "Lineitem quantity", "Lineitem name")
 
@@ -52,29 +52,16 @@ SHOPIFY_DATE = "%Y-%m-%d %H:%M:%S %z"
 _NOT_RECONCILED = "does not reconcile: Σ item cost × quantity + Shipping (+ Taxes) ≠ Total (sent anyway)"
 
 
-class _Parts(NamedTuple):
-    """A valid order's values as the fast path reads them, before either finisher writes them out."""
+class _Item(NamedTuple):
+    """A line item as the fused path reads it from its cells."""
 
-    oid: str
-    total: Decimal
-    status: str
-    date: datetime
-    currency: str
-    email: str | None
-    phone: str | None           # as written (the format keeps the digits)
-    first_name: str | None
-    last_name: str | None
-    shipping: Decimal | None
-    discount: Decimal | None
-    taxes: Decimal | None
-    method: str | None
-    payment: str | None
-    address: str | None
-    number: str                 # the Name column, `#1001`
-    code: str                   # the discount code, or ""
-    items: list[dict]           # externalItemId, name, quantity and (with a price column) cost
-    latest: datetime
-    notes: list[str]
+    qty: Decimal
+    discount: Decimal           # the line's own discount
+    net: Decimal | None         # price × quantity − discount (None without a price column)
+    cost_qty: Decimal | None    # cost × quantity with cost = net / quantity, for the reconciliation
+    text: str                   # its canonical JSON when no order-level discount is spread over the lines
+    head: str                   # the text's parts after "cost" ...
+    tail: str                   # ... so that another cost can be put in front
 
 
 # DESIGN.md section 3, top-down, first match wins. Tokens and `status_map` semantics are those of
@@ -108,11 +95,6 @@ def shopify_status(financial: str, fulfilment: str, cancelled: bool,
     return next((st for tok, st in (rules or DEFAULT_RULES) if tok in tokens), fallback)
 
 
-def _opt_text(key: str, value: str | None) -> str:
-    """`,"key":"value"` for the canonical text, or nothing: the format trims text, and blank is absent."""
-    return f',"{key}":{json_string(value)}' if value and (value := value.strip()) else ""
-
-
 class ShopifyExport:
     """The shopify preset bound to one file's header."""
 
@@ -133,30 +115,18 @@ class ShopifyExport:
         self._slow_dates = DateReader(SHOPIFY_DATE)
         self._amounts: dict[str, Decimal] = {}
         self._statuses: dict[tuple[str, str, bool], str] = {}
+        self._quanta: dict[str, Decimal] = {}
+        self._item_cache: dict[tuple, _Item] = {}
+        self._addresses: dict[tuple[str, ...], str] = {}
 
     def key(self, cells: list[str]) -> str:
         return cells[self._name].strip()
-
-    def compact(self) -> tuple[Callable[[list[str]], tuple[str, ...]], "ShopifyExport"]:
-        """The cells `build` reads, and this preset bound to just those columns: a worker process gets
-        a third of each row (79+ columns, mostly blank, cost more to pickle than to build)."""
-        used = [n for n in dict.fromkeys(("Name",) + ORDER_COLUMNS + ITEM_COLUMNS) if n in self.header]
-        header = Header(used)
-        bound = ShopifyExport.__new__(ShopifyExport)
-        bound.__dict__.update(self.__dict__)
-        bound.header, bound.pick_order, bound.pick_item = header, header.picker(ORDER_COLUMNS), header.picker(ITEM_COLUMNS)
-        bound._name = header.position("Name")
-        return self.header.picker(used), bound
 
     def date(self, text: str, column: str) -> datetime:
         return offset_date(text, column, self._slow_dates)
 
     def build(self, rows: list[Row]) -> Built:
-        built = self._fast_build(rows)
-        return built if built is not None else self._careful_build(rows)
-
-    def _careful_build(self, rows: list[Row]) -> Built:
-        """Every check, every error collected with its line and column (the reference for _fast_build)."""
+        """Every check, every error collected with its line and column (the reference for fast_canonical)."""
         c = Collector()
         first = rows[0]
         values = [x.strip() for x in self.pick_order(first.cells)]
@@ -173,9 +143,10 @@ class ShopifyExport:
         notes += self._reconcile(data, items, qty_total, currency)
         return Built(data, COLUMNS, self._updated_at(data["date"], v), notes)
 
-    # ---- the fast path: a valid order built with few calls, None at the first doubt -------
-    # A file of 1M rows spends most of its time here; errors always come from _careful_build,
-    # which runs again whenever this path is unsure, so both give the same Built for valid rows.
+    # ---- the fused path: cells → canonical JSON, None at the first doubt ------------------
+    # A file of 1M rows spends most of its time here. It writes what build() + validate_to_canonical give
+    # (tests hold the two equal), with the format's own pieces; errors always come from build(), which
+    # runs whenever this path steps aside.
 
     def _money(self, text: str) -> Decimal | None:
         """money() for the common case, cached: an export repeats a few hundred prices."""
@@ -189,84 +160,144 @@ class ShopifyExport:
                 self._amounts[text] = d
         return d
 
-    def _fast_parts(self, rows: list[Row]) -> _Parts | None:
+    def _item(self, cells: tuple[str, ...], q: Decimal) -> _Item | None:
+        """One line item's values and texts from its cells (cached by the cells: a catalogue repeats)."""
+        raw_qty, name, raw_price, sku, raw_discount = cells
+        name, sku = name.strip(), sku.strip()
+        qty = self._money(raw_qty) if raw_qty.strip() else None
+        if not qty or not (sku or name) or "\x00" in sku or "\x00" in name:
+            return None
+        discount = Decimal(0)
+        if raw_discount.strip() and (discount := self._money(raw_discount)) is None:
+            return None
+        qty_json = amount_json(qty, None)
+        if qty_json is None:
+            return None
+        head = f'"externalItemId":{json_string(sku or name)}' + (f',"name":{json_string(name)}' if name else "")
+        tail = f',"quantity":{qty_json}}}'
+        if not self.has_price:
+            return _Item(qty, discount, None, None, "{" + head + tail, head, tail)
+        price = self._money(raw_price)
+        if price is None:
+            return None
+        net = max(price * qty - discount, Decimal(0))
+        cost = net / qty
+        cost_json = amount_json(cost, q)
+        if cost_json is None:
+            return None
+        return _Item(qty, discount, net, cost * qty, f'{{"cost":{cost_json},{head}{tail}', head, tail)
+
+    def fast_canonical(self, rows: list[Row], nul_free: bool = False) -> tuple[str, str, datetime, list[str]] | None:
+        """(order id, canonical JSON, updated at, notes) of a valid, usual order, written straight from its
+        cells: what validate_to_canonical(build(rows).data) gives, at a fraction of the cost. None at the
+        first doubt (the caller then builds and validates). `nul_free`: the caller knows no cell holds NUL."""
         first = rows[0]
-        values = [x.strip() for x in self.pick_order(first.cells)]
-        (email, financial, paid_at, fulfilment, fulfilled_at, currency, _subtotal, shipping, taxes, total, code,
-         discount, method, created, billing_name, billing_phone, shipping_name, addr1, addr2, city, zip_, province,
-         country, shipping_phone, cancelled_at, payment, oid, phone) = values
+        pick_order = self.pick_order
+        raw = pick_order(first.cells)
         if len(rows) > 1:
-            raw = self.pick_order(first.cells)
             for row in rows[1:]:
                 # a later row's order cells that are neither blank nor as on the first row, found in C;
                 # any (even one differing only by spaces) sends the order to the careful check
-                later = self.pick_order(row.cells)
-                if any(filter(None, compress(later, map(ne, later, raw)))):
+                later = pick_order(row.cells)
+                if any(later) and any(filter(None, compress(later, map(ne, later, raw)))):
                     return None
-        items, nets, line_discounts, qty_total = [], [], Decimal(0), Decimal(0)
-        money_of, pick_item, has_price = self._money, self.pick_item, self.has_price
-        for row in rows:
-            raw_qty, name, raw_price, sku, raw_discount = pick_item(row.cells)
-            name, sku = name.strip(), sku.strip()
-            qty = money_of(raw_qty) if raw_qty.strip() else None
-            if not qty or not (sku or name):
+        (email, financial, paid_at, fulfilment, fulfilled_at, currency, _subtotal, shipping, taxes, total, code,
+         discount, method, created, billing_name, billing_phone, shipping_name, addr1, addr2, city, zip_, province,
+         country, shipping_phone, cancelled_at, payment, oid, phone) = map(str.strip, raw)
+        q = self._quanta.get(currency)
+        if q is None:
+            try:
+                q = self._quanta[currency] = quantum(read_currency(currency.upper()))
+            except ValidationError:
                 return None
-            line_discount = Decimal(0)
-            if raw_discount.strip():
-                line_discount = money_of(raw_discount)
-                if line_discount is None:
+        # items: cached per distinct cells, with their text when no order-level discount changes the cost
+        items, cache, pick_item = [], self._item_cache, self.pick_item
+        line_discounts, quantities, lines = Decimal(0), Decimal(0), Decimal(0)
+        for row in rows:
+            cells = pick_item(row.cells)
+            item = cache.get((cells, q))
+            if item is None:
+                item = self._item(cells, q)
+                if item is None:
                     return None
-            if has_price:
-                price = money_of(raw_price)
-                if price is None:
-                    return None
-                nets.append(max(price * qty - line_discount, Decimal(0)))
-            items.append({"externalItemId": sku or name, "name": name or None, "quantity": qty})
-            line_discounts += line_discount
-            qty_total += qty
+                if len(cache) < 20_000:
+                    cache[(cells, q)] = item
+            items.append(item)
+            line_discounts += item.discount
+            quantities += item.qty
+            if item.cost_qty is not None:
+                lines += item.cost_qty
         financial_l, fulfilment_l = financial.lower(), fulfilment.lower()
         if not financial_l or financial_l not in self.known or (fulfilment_l not in FULFILMENT
                                                                 and fulfilment_l not in self.known):
             return None
-        if oid and not oid.isdigit():
+        if oid and not oid.isdigit() or not total:
             return None
         if (phone and spreadsheet_mangled(phone)) or (billing_phone and spreadsheet_mangled(billing_phone)) \
                 or (shipping_phone and spreadsheet_mangled(shipping_phone)):
             return None
-        name = self.key(first.cells)
+        name = first.cells[self._name].strip()
         notes: list[str] = []
         if not oid:
             oid = name.lstrip("#")
             notes.append("no Id column: Name used as the order id" if not self.has_id else "Id empty: Name used as the order id")
-        try:
-            cancelled = bool(cancelled_at) and self.date(cancelled_at, "Cancelled at") is not None
-            date = self.date(created, "Created at")
-        except CellError:
+        oid = f"{self.prefix}{oid}".strip()
+        money_of = self._money
+        total_cost = money_of(total)
+        amounts = [None if not text else money_of(text) for text in (shipping, discount, taxes)]
+        if total_cost is None or (shipping and amounts[0] is None) or (discount and amounts[1] is None) \
+                or (taxes and amounts[2] is None):
             return None
-        amounts = []
-        for text in (shipping, discount, taxes):
-            d = None
-            if text and (d := money_of(text)) is None:
-                return None
-            amounts.append(d)
-        total_cost = money_of(total) if total else None
         contact = phone or billing_phone or shipping_phone or None
-        if total_cost is None or not (email or self._digits(contact)):
+        wire_phone = normalise_phone(contact)
+        try:
+            wire_email = read_email(email or None)
+            if (parsed := offset_date_iso(created)) is not None:
+                date, iso = parsed
+            else:
+                date = self.date(created, "Created at")
+                iso = date.isoformat()
+            cancelled = bool(cancelled_at) and self.date(cancelled_at, "Cancelled at") is not None
+        except (CellError, ValidationError):
             return None
-        first_name, last_name = split_name(billing_name or shipping_name)
+        if not oid or not (wire_email or wire_phone) or not 1 < date.year < 9999:
+            return None
         status_key = (financial_l, fulfilment_l, cancelled)
         status = self._statuses.get(status_key)
         if status is None:
             status = self._statuses[status_key] = shopify_status(financial_l, fulfilment_l, cancelled, self.rules,
                                                                  self.fallback)
-        currency = currency.upper()
-        if has_price:
-            # cost = unit price after discounts (see _set_item_costs), set here once for both finishers
-            for item, net in zip(items, allocate_discount(nets, (amounts[1] or Decimal(0)) - line_discounts)):
-                item["cost"] = net / item["quantity"]
-            if not reconciles(total_cost, sum(i["cost"] * i["quantity"] for i in items), amounts[0], amounts[2],
-                              int(qty_total), Decimal(1).scaleb(-minor_unit(currency))):
-                notes.append(_NOT_RECONCILED)
+        first_name, last_name = split_name(billing_name or shipping_name)
+        parts = (addr1, addr2, city, zip_, province, country)
+        address = self._addresses.get(parts)
+        if address is None:
+            address = (join_address(parts) or "").strip()
+            if len(self._addresses) < 20_000:      # customers order again: cached, bounded
+                self._addresses[parts] = address
+        if not nul_free and "\x00" in "".join((oid, contact or "", billing_name, shipping_name, method, payment,
+                                                 address, name, code)):
+            return None
+        # the item costs: the cached texts, unless an order-level discount is spread over the lines
+        rest = (amounts[1] or Decimal(0)) - line_discounts
+        if not self.has_price or rest <= 0:
+            texts = [i.text for i in items]
+        else:
+            texts, lines = [], Decimal(0)
+            for i, net in zip(items, allocate_discount([i.net for i in items], rest)):
+                cost = net / i.qty
+                if (cost_json := amount_json(cost, q)) is None:
+                    return None
+                texts.append(f'{{"cost":{cost_json},{i.head}{i.tail}')
+                lines += cost * i.qty
+        if self.has_price and lines + (amounts[0] or 0) != total_cost \
+                and not reconciles(total_cost, lines, amounts[0], amounts[2], int(quantities), q):
+            notes.append(_NOT_RECONCILED)
+        money = []
+        for amount in (amounts[1], amounts[0], amounts[2], total_cost):
+            if amount is not None and (amount := amount_json(amount, q)) is None:
+                return None
+            money.append(amount)
+        wire_discount, wire_shipping, wire_taxes, wire_total = money
         latest = date
         for text in (paid_at, fulfilled_at, cancelled_at):
             if text:
@@ -274,71 +305,24 @@ class ShopifyExport:
                     latest = max(latest, self.date(text, ""))
                 except CellError:
                     pass
-        return _Parts(f"{self.prefix}{oid}", total_cost, status, date, currency, email or None, contact, first_name,
-                      last_name, amounts[0], amounts[1], amounts[2], method or None, payment or None,
-                      join_address([addr1, addr2, city, zip_, province, country]), name, code, items, latest, notes)
-
-    def _fast_build(self, rows: list[Row]) -> Built | None:
-        p = self._fast_parts(rows)
-        if p is None:
-            return None
-        info = {"orderNumber": p.number}
-        if p.code:
-            info["discountCode"] = p.code
-        data = {
-            "externalOrderId": p.oid, "totalCost": p.total, "status": p.status, "date": p.date,
-            "currency": p.currency, "email": p.email, "phone": p.phone, "firstName": p.first_name,
-            "lastName": p.last_name, "shipping": p.shipping, "discount": p.discount, "taxes": p.taxes,
-            "deliveryMethod": p.method, "paymentMethod": p.payment, "deliveryAddress": p.address,
-            "additionalInfo": info, "items": p.items,
-        }
-        return Built(data, COLUMNS, p.latest, p.notes)
-
-    def fast_canonical(self, rows: list[Row]) -> tuple[str, str, datetime, list[str]] | None:
-        """(order id, canonical JSON, updated at, notes) of a valid, usual order, written from its parts:
-        what validate_to_canonical(build(rows).data) gives, at a fraction of the cost. None at the first
-        doubt (the caller then builds and validates); tests hold the two equal."""
-        p = self._fast_parts(rows)
-        if p is None:
-            return None
-        try:
-            currency, email = read_currency(p.currency), read_email(p.email)
-        except ValidationError:
-            return None
-        oid, q, phone = p.oid.strip(), quantum(currency), normalise_phone(p.phone)
-        if not oid or not 1 < p.date.year < 9999 or (phone is None and email is None) \
-                or "\x00" in "".join((oid, p.phone or "", p.first_name or "", p.last_name or "", p.method or "",
-                                      p.payment or "", p.address or "", p.number, p.code)):
-            return None
-        money = []
-        for amount in (p.discount, p.shipping, p.taxes, p.total):
-            if amount is not None and (amount := amount_json(amount, q)) is None:
-                return None
-            money.append(amount)
-        discount, shipping, taxes, total = money
-        items = []
-        for item in p.items:
-            sku, name, cost = item["externalItemId"], item["name"], item.get("cost")
-            qty = amount_json(item["quantity"], None)
-            if qty is None or "\x00" in sku or (name and "\x00" in name):
-                return None
-            if cost is not None and (cost := amount_json(cost, q)) is None:
-                return None
-            # the canonical text, keys in canonical_json's order: cost, externalItemId, name, quantity
-            items.append("".join(("{", f'"cost":{cost},' if cost is not None else "", '"externalItemId":',
-                                  json_string(sku), f',"name":{json_string(name)}' if name else "",
-                                  f',"quantity":{qty}}}')))
         text = "".join((
-            '{"additionalInfo":{', f'"discountCode":{json_string(p.code)},' if p.code else "",
-            f'"orderNumber":{json_string(p.number)}}},"currency":"{currency}","date":"{p.date.isoformat()}"',
-            _opt_text("deliveryAddress", p.address), _opt_text("deliveryMethod", p.method),
-            f',"discount":{discount}' if discount is not None else "", _opt_text("email", email),
-            f',"externalOrderId":{json_string(oid)}', _opt_text("firstName", p.first_name),
-            f',"items":[{",".join(items)}]' if items else "", _opt_text("lastName", p.last_name),
-            _opt_text("paymentMethod", p.payment), f',"phone":"{phone}"' if phone else "",
-            f',"shipping":{shipping}' if shipping is not None else "", f',"status":"{p.status}"',
-            f',"taxes":{taxes}' if taxes is not None else "", f',"totalCost":{total}}}'))
-        return oid, text, p.latest, p.notes
+            '{"additionalInfo":{', f'"discountCode":{json_string(code)},' if code else "",
+            f'"orderNumber":{json_string(name)}}},"currency":"{currency.upper()}","date":"{iso}"',
+            f',"deliveryAddress":{json_string(address)}' if address else "",
+            f',"deliveryMethod":{json_string(method)}' if method else "",
+            f',"discount":{wire_discount}' if wire_discount is not None else "",
+            f',"email":{json_string(wire_email)}' if wire_email else "",
+            f',"externalOrderId":{json_string(oid)}',
+            f',"firstName":{json_string(first_name)}' if first_name else "",
+            f',"items":[{",".join(texts)}]',
+            f',"lastName":{json_string(last_name)}' if last_name else "",
+            f',"paymentMethod":{json_string(payment)}' if payment else "",
+            f',"phone":"{wire_phone}"' if wire_phone else "",
+            f',"shipping":{wire_shipping}' if wire_shipping is not None else "",
+            f',"status":"{status}"',
+            f',"taxes":{wire_taxes}' if wire_taxes is not None else "",
+            f',"totalCost":{wire_total}}}'))
+        return oid, text, latest, notes
 
     # ---- order level -------------------------------------------------------------------
 

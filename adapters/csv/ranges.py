@@ -1,0 +1,192 @@
+"""The file cut into byte ranges that each hold whole orders, so worker processes read and parse their own
+range: no row crosses a process boundary (pickling rows cost more than building the orders).
+
+A cut is placed after a newline that ends a record and before a row whose order key differs from
+the row above it. Whether a newline ends a record is read from quote parity (an even number of `"`
+since the range began), which is what csv.reader does for any file written by a csv writer. A file with
+a bare quote inside an unquoted cell (`12" pizza`) can fool parity; each range therefore ends with a
+sentinel line when parsed, which comes back as its own row only when the range really ended between
+records. A range that fails that check, and everything after it, is read again in one process.
+
+Only encodings where `\\n` and `"` are single bytes that never occur inside another character (UTF-8,
+single-byte code pages) are cut; others (UTF-16) are read in one process.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+from typing import Callable, Iterator, NamedTuple
+
+from adapters.csv.reader import Row
+
+TARGET_BYTES = 1 << 20          # a range: about a megabyte, ~500 orders of a Shopify export
+MAX_BYTES = 64 << 20            # no cut found in this much: the rest of the file is read in one process
+_SENTINEL = "\x1e\x1forderbridge-range-end\x1f\x1e"
+
+
+class Range(NamedTuple):
+    start: int                  # byte offset of its first row
+    end: int                    # byte offset just past its last row
+    first_line: int             # the physical line its first row starts on
+
+
+class Unsplittable(NamedTuple):
+    """No cut could be found from here on: read the rest (from `start`, line `first_line`) in one process."""
+
+    start: int
+    first_line: int
+
+
+def line_count(data: bytes) -> int:
+    """Physical lines in `data` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def splittable(codec: str) -> bool:
+    """True for encodings whose newline and quote bytes can only mean newline and quote."""
+    name = codecs.lookup(codec).name
+    if name in ("utf-8", "utf-8-sig", "ascii"):
+        return True
+    try:
+        single_byte = len(bytes(range(256)).decode(codec, errors="replace")) == 256
+        return single_byte and "\n\"".encode(codec) == b'\n"'
+    except (LookupError, UnicodeError):
+        return False
+
+
+def data_start(path, bom: int, codec: str, delimiter: str, header: list[str]) -> tuple[int, int] | None:
+    """(byte offset, line) of the first line after the header, when the header parses from the bytes as
+    `header` (what the text reader saw); None when it cannot be found that way (then: one process)."""
+    with open(path, "rb") as f:
+        f.seek(bom)
+        head = f.read(TARGET_BYTES)
+    pos = 0
+    while (nl := head.find(b"\n", pos)) >= 0:
+        if head.count(b'"', 0, nl) % 2 == 0:
+            try:
+                text = head[:nl + 1].decode(codec)
+            except UnicodeDecodeError:
+                return None
+            rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+            if rows:
+                return (bom + nl + 1, 1 + line_count(head[:nl + 1])) if rows == [header] else None
+        pos = nl + 1
+    return None
+
+
+def ranges(path, start: int, first_line: int, codec: str, delimiter: str,
+           key: Callable[[list[str]], str], width: int) -> Iterator[Range | Unsplittable]:
+    """Ranges of about TARGET_BYTES from `start` to the end of the file, each ending on an order boundary."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        buf, line = b"", first_line
+        while True:
+            block = f.read(TARGET_BYTES)
+            buf += block
+            if not block:
+                if buf:
+                    yield Range(start, start + len(buf), line)
+                return
+            if len(buf) < TARGET_BYTES:
+                continue
+            cut = _order_cut(buf, codec, delimiter, key, width)
+            if cut is None:
+                if len(buf) >= MAX_BYTES:
+                    yield Unsplittable(start, line)
+                    return
+                continue
+            yield Range(start, start + cut, line)
+            line += line_count(buf[:cut])
+            start += cut
+            buf = buf[cut:]
+
+
+def _record_ends(buf: bytes, limit: int | None) -> list[int]:
+    """Offsets just past the last few newlines of `buf` that end a record (quote parity even from the
+    start of `buf`), latest first."""
+    out: list[int] = []
+    quotes = buf.count(b'"')
+    end = len(buf)
+    while limit is None or len(out) < limit:
+        nl = buf.rfind(b"\n", 0, end)
+        if nl < 0:
+            break
+        quotes -= buf.count(b'"', nl, end)
+        if quotes % 2 == 0:
+            out.append(nl + 1)
+        end = nl
+    return out
+
+
+def _order_cut(buf: bytes, codec: str, delimiter: str, key: Callable[[list[str]], str], width: int) -> int | None:
+    """An offset in `buf` where a row starts whose order differs from the row above it, near the end."""
+    for limit in (64, None):            # the last rows; all of them if those belong to one order
+        ends = _record_ends(buf, limit)
+        if len(ends) < 2:
+            return None
+        start, stop = ends[-1], ends[0]
+        try:
+            text = buf[start:stop].decode(codec)
+        except UnicodeDecodeError:
+            return None
+        offsets = _line_offsets(buf, start, stop)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        cut, before, consumed = None, None, 0
+        for cells in reader:
+            at, consumed = offsets[consumed], reader.line_num
+            if not cells:
+                continue
+            if len(cells) <= width:
+                cells = cells + [""] * (width + 1 - len(cells))
+            k = key(cells)
+            if before is not None and (k != before or not k):
+                cut = at
+            before = k
+        if cut is not None:
+            return cut
+    return None
+
+
+def _line_offsets(buf: bytes, start: int, stop: int) -> list[int]:
+    """Offsets (in buf) where each physical line in buf[start:stop] begins, as newline='' splits lines."""
+    out = [start]
+    text = buf[start:stop]
+    pos = 0
+    n = len(text)
+    while pos < n:
+        nl, cr = text.find(b"\n", pos), text.find(b"\r", pos)
+        if cr >= 0 and (nl < 0 or cr < nl):
+            pos = cr + 2 if text[cr + 1:cr + 2] == b"\n" else cr + 1
+        elif nl >= 0:
+            pos = nl + 1
+        else:
+            break
+        out.append(start + pos)
+    return out
+
+
+def parse(data: bytes, codec: str, delimiter: str, first_line: int) -> tuple[list[Row], bool]:
+    """The rows of one range with their physical lines, and whether the range ended between records."""
+    text = data.decode(codec)
+    if text and text[-1] not in "\r\n":
+        text += "\n"
+    reader = csv.reader(io.StringIO(text + _SENTINEL + "\n", newline=""), delimiter=delimiter)
+    rows, end = [], first_line - 1
+    for cells in reader:
+        start, end = end + 1, first_line - 1 + reader.line_num
+        if cells:
+            rows.append(Row(start, cells))
+    aligned = bool(rows) and rows[-1].cells == [_SENTINEL]
+    if aligned:
+        rows.pop()
+    return rows, aligned
+
+
+def read_range(path, r: Range) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, r.end - r.start, r.start)
+    finally:
+        os.close(fd)

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import traceback
 from collections import deque
-from datetime import datetime
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -142,8 +142,9 @@ class _RangeResult(NamedTuple):
 
     rows: int
     aligned: bool               # False: the range did not end between records (see ranges.py); redo in one process
-    orders: list[tuple]         # per order: key, first line, row count, rows (None when valid), row errors,
-                                # and translate()'s result (None when the rows alone reject the order)
+    orders: list[tuple]         # per order, flat (pickling is per object): a translated order is
+                                # (key, first line, order id, canonical JSON, hash, updated_at in UTC, notes),
+                                # a rejected one (key, first line, rows, row errors, translation errors)
     error: str | None = None    # the range cannot be decoded: the import stops here, as it would in one process
 
 
@@ -162,9 +163,14 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     for key, group in group_rows(rows, bound.key, width):
         errors = row_errors(group, width)
         done = None if errors or not key else translate(bound, group, nul_free)
-        keep = errors or not key or done[0] == "rejected"      # the rows go back only for the report
-        orders.append((key, group[0].line, len(group), group if keep else None,
-                       [(e.column, e.reason, e.line) for e in errors], done))
+        if done is not None and done[0] == "ok":
+            _, oid, text, digest, updated_at, notes = done
+            # in UTC, its tzinfo is one object that pickles once per range, not once per order
+            orders.append((key, group[0].line, oid, text, digest, updated_at and updated_at.astimezone(timezone.utc),
+                           notes))
+        else:
+            orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
+                           done[1] if done else []))
     return _RangeResult(len(rows), True, orders)
 
 
@@ -435,19 +441,30 @@ class Importer:
             raise CsvUnreadable(res.error)
         if not res.aligned:
             return r.start, r.first_line        # a bare quote fooled the cut: this range and the rest, here
-        orders = res.orders
+        orders, summary, add = res.orders, self.summary, self.sink.add_prepared
         earlier = iter(self.seen.first_lines([(o[0], o[1]) for o in orders if o[0]]))
-        for key, line, _, rows, errors, result in orders:
+        for order in orders:
+            key, line = order[0], order[1]
             seen = next(earlier) if key else None
+            if len(order) == 7:             # translated
+                if seen is None:
+                    _, _, oid, text, digest, updated_at, notes = order
+                    summary.orders += 1
+                    for n in notes:
+                        summary.note(n, line)
+                    add(Prepared(oid, text, digest, line, updated_at))
+                else:                       # a valid order whose rows are split across the file: rare
+                    self._reject(self._rows_again(path, codec, delimiter, r, line),
+                                 key_errors(key, line, self.key_column, seen))
+                continue
+            _, _, rows, row_errs, errors = order
             if seen is not None or not key:
-                if rows is None:        # a valid order whose rows are split across the file: rare
-                    rows = self._rows_again(path, codec, delimiter, r, line)
-                self._reject(rows, key_errors(key, line, self.key_column, seen)
-                             + [CellError(*e) for e in errors])
-            elif errors:
-                self._reject(rows, [CellError(*e) for e in errors])
+                errors = key_errors(key, line, self.key_column, seen) + [CellError(*e) for e in row_errs]
+            elif row_errs:
+                errors = [CellError(*e) for e in row_errs]
             else:
-                self._settle(line, rows, result)
+                errors = [CellError(*e) for e in errors]
+            self._reject(rows, errors)
         self.summary.rows += res.rows
         self.progress(res.rows)
         return None

@@ -192,7 +192,8 @@ def _sqlite_datetimes(session: Session):
 
 
 def _utc_text(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # isoformat() of the UTC time without its "+00:00" (replace(tzinfo=None) would cost twice as much)
+    return dt.astimezone(timezone.utc).isoformat(" ", "microseconds")[:-6]
 
 
 def _from_sqlite(text: str | None) -> datetime | None:

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import traceback
 from collections import deque
-from datetime import datetime, timezone
+from datetime import timezone
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Protocol
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
-from adapters.csv.ranges import Range, Unsplittable, line_count, parse, ranges, read_range
+from adapters.csv.ranges import Parsed, Range, Unsplittable, line_count, parse, ranges, read_range
 from adapters.csv.reader import CsvUnreadable, Dialect, Row, open_text_at, read_rows
 from adapters.csv.seen import SeenOrders
 from adapters.csv.values import CellError
@@ -37,19 +37,12 @@ ERROR_COLUMN = "import error"
 
 
 class Sink(Protocol):
+    """Where orders go. A sink may also take them prepared (the outbox): `add_prepared(order id, canonical
+    JSON, its sha256 hex, first line, updated_at)`; the file is then read by worker processes."""
+
     def add(self, wire: dict, line: int, built: Built) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Prepared(NamedTuple):
-    """A validated order as the outbox stores it, made by a worker process."""
-
-    external_order_id: str
-    canonical: str                  # canonical_json of the wire order
-    digest: str                     # sha256 of `canonical` (the outbox's content hash)
-    line: int                       # the order's first line
-    source_updated_at: datetime | None
 
 
 CHUNK_ORDERS = 100          # orders settled at a time in one process (one look-up of earlier keys)
@@ -152,13 +145,13 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     """Read, parse, group, check and translate the orders of one range (in a worker process)."""
     data = read_range(path, r)
     try:
-        rows, aligned = parse(data, codec, delimiter, r.first_line)
+        rows = Parsed(data, codec, delimiter, r.first_line)
     except UnicodeDecodeError as e:
         line = r.first_line + line_count(e.object[:e.start])
-        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {e.encoding} "
+        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
-    if not aligned:
-        return _RangeResult(len(rows), False, [])
+    # orders are translated as their rows are read; if the range turns out not to end between records,
+    # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
     for key, group in group_rows(rows, bound.key, width):
         errors = row_errors(group, width)
@@ -171,7 +164,9 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
         else:
             orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
                            done[1] if done else []))
-    return _RangeResult(len(rows), True, orders)
+    if not rows.aligned:
+        return _RangeResult(rows.rows, False, [])
+    return _RangeResult(rows.rows, True, orders)
 
 
 def _serve(bound: Bound, conn, path: Path, codec: str, delimiter: str, width: int) -> None:
@@ -404,7 +399,7 @@ class Importer:
         self.summary.orders += 1
         for n in notes:
             self.summary.note(n, line)
-        self.sink.add_prepared(Prepared(oid, text, digest, line, updated_at))
+        self.sink.add_prepared(oid, text, digest, line, updated_at)
 
     # ---- with worker processes, range by range ------------------------------------------
 
@@ -452,7 +447,7 @@ class Importer:
                     summary.orders += 1
                     for n in notes:
                         summary.note(n, line)
-                    add(Prepared(oid, text, digest, line, updated_at))
+                    add(oid, text, digest, line, updated_at)
                 else:                       # a valid order whose rows are split across the file: rare
                     self._reject(self._rows_again(path, codec, delimiter, r, line),
                                  key_errors(key, line, self.key_column, seen))

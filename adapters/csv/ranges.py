@@ -167,21 +167,43 @@ def _line_offsets(buf: bytes, start: int, stop: int) -> list[int]:
     return out
 
 
+class Parsed:
+    """The rows of one range, read as they are consumed (kept rows would cost a third more: the allocator
+    and the collector pay for every live cell); after the last, `aligned` and `rows` are known."""
+
+    def __init__(self, data: bytes, codec: str, delimiter: str, first_line: int):
+        self.text = data.decode(codec)
+        self.delimiter = delimiter
+        self.first_line = first_line
+        self.aligned = False    # True once the sentinel came back as a row of its own: the range ended between records
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[Row]:
+        text = self.text
+        if text and text[-1] not in "\r\n":
+            text += "\n"
+        reader = csv.reader(io.StringIO(text + _SENTINEL + "\n", newline=""), delimiter=self.delimiter)
+        new, base = tuple.__new__, self.first_line - 1       # tuple.__new__: Row() is a Python call per row
+        end, last = base, None
+        for cells in reader:
+            if cells:
+                if last is not None:
+                    yield last
+                    self.rows += 1
+                last = new(Row, (end + 1, cells))
+            end = base + reader.line_num
+        # the last row is the sentinel itself, or the range ended inside a quoted cell
+        self.aligned = last is not None and last.cells == [_SENTINEL]
+        if last is not None and not self.aligned:
+            yield last
+            self.rows += 1
+
+
 def parse(data: bytes, codec: str, delimiter: str, first_line: int) -> tuple[list[Row], bool]:
     """The rows of one range with their physical lines, and whether the range ended between records."""
-    text = data.decode(codec)
-    if text and text[-1] not in "\r\n":
-        text += "\n"
-    reader = csv.reader(io.StringIO(text + _SENTINEL + "\n", newline=""), delimiter=delimiter)
-    rows, end = [], first_line - 1
-    for cells in reader:
-        start, end = end + 1, first_line - 1 + reader.line_num
-        if cells:
-            rows.append(Row(start, cells))
-    aligned = bool(rows) and rows[-1].cells == [_SENTINEL]
-    if aligned:
-        rows.pop()
-    return rows, aligned
+    parsed = Parsed(data, codec, delimiter, first_line)
+    rows = list(parsed)
+    return rows, parsed.aligned
 
 
 def read_range(path, r: Range) -> bytes:

@@ -96,11 +96,12 @@ def read_rows(f, delimiter: str, name: str, first_line: int = 1) -> Iterator[Row
     (line 1); from elsewhere (`open_text_at`), `first_line` is the line there."""
     reader = csv.reader(f, delimiter=delimiter)
     end = first_line - 1
+    new = tuple.__new__             # Row(...) would be a Python call per row
     try:
         for cells in reader:
             start, end = end + 1, first_line - 1 + reader.line_num
             if cells:
-                yield Row(start, cells)
+                yield new(Row, (start, cells))
     except UnicodeDecodeError as e:
         raise CsvUnreadable(f"{name}: line {end + 1} cannot be decoded as {e.encoding} "
                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding") from None

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, TextIO
+from datetime import datetime
+from typing import TextIO
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -10,9 +11,6 @@ from sqlalchemy.orm import Session
 from connector.outbox import EnqueueResult, PreparedVersion, Version, enqueue_prepared
 
 from adapters.csv.presets.base import Built
-
-if TYPE_CHECKING:
-    from adapters.csv.importer import Prepared
 
 CHUNK_ORDERS = 2000      # orders per transaction (each commit may checkpoint the WAL); a crash loses at most these, and a re-run enqueues them
 
@@ -35,9 +33,11 @@ class OutboxSink:
         if len(self.batch) >= self.chunk:
             self.flush()
 
-    def add_prepared(self, order: "Prepared") -> None:
-        self.batch.append(PreparedVersion(self.shop, order.external_order_id, order.canonical, order.digest,
-                                          f"csv:{self.file_name}:{order.line}", order.source_updated_at))
+    def add_prepared(self, external_order_id: str, canonical: str, digest: str, line: int,
+                     source_updated_at: datetime | None) -> None:
+        """An order validated and serialised already (by the importer's workers)."""
+        self.batch.append(PreparedVersion(self.shop, external_order_id, canonical, digest, f"csv:{self.file_name}:{line}",
+                                          source_updated_at))
         if len(self.batch) >= self.chunk:
             self.flush()
 

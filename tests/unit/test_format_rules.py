@@ -1,10 +1,13 @@
 """The add-orders format's rules: phones, money, dates, currency, statuses, numeric strings, error messages."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.format import (InvalidOrder, content_hash, normalise_phone, order_to_wire, parse_date, parse_order,
                               request_body)
@@ -34,6 +37,14 @@ def error_of(data: dict, **kw) -> str:
 ])
 def test_phones_are_digits_with_the_country_code_kept_never_guessed(raw, digits):
     assert normalise_phone(raw) == digits
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from("0123456789 +-()./x٣²\t"), max_size=16) | st.text(max_size=12))
+def test_phone_digits_are_the_regex_ones_whatever_the_text(raw):
+    """normalise_phone's quick path (usual separators) gives what the regex gives (\\d: any decimal digit)."""
+    digits = re.sub(r"\D+", "", raw)
+    assert normalise_phone(raw) == (digits if len(digits) >= 5 else None)
 
 
 def test_a_short_phone_is_omitted_not_an_error_when_another_contact_id_exists():

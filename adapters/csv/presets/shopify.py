@@ -195,12 +195,15 @@ class ShopifyExport:
         pick_order = self.pick_order
         raw = pick_order(first.cells)
         if len(rows) > 1:
+            checked = None
             for row in rows[1:]:
                 # a later row's order cells that are neither blank nor as on the first row, found in C;
-                # any (even one differing only by spaces) sends the order to the careful check
+                # any (even one differing only by spaces) sends the order to the careful check. Later
+                # rows usually repeat one another (Email and nothing else): those are checked once.
                 later = pick_order(row.cells)
-                if any(later) and any(filter(None, compress(later, map(ne, later, raw)))):
+                if later != checked and any(later) and any(filter(None, compress(later, map(ne, later, raw)))):
                     return None
+                checked = later
         (email, financial, paid_at, fulfilment, fulfilled_at, currency, _subtotal, shipping, taxes, total, code,
          discount, method, created, billing_name, billing_phone, shipping_name, addr1, addr2, city, zip_, province,
          country, shipping_phone, cancelled_at, payment, oid, phone) = map(str.strip, raw)
@@ -292,12 +295,13 @@ class ShopifyExport:
         if self.has_price and lines + (amounts[0] or 0) != total_cost \
                 and not reconciles(total_cost, lines, amounts[0], amounts[2], int(quantities), q):
             notes.append(_NOT_RECONCILED)
-        money = []
-        for amount in (amounts[1], amounts[0], amounts[2], total_cost):
-            if amount is not None and (amount := amount_json(amount, q)) is None:
-                return None
-            money.append(amount)
-        wire_discount, wire_shipping, wire_taxes, wire_total = money
+        wire_total = amount_json(total_cost, q)
+        wire_shipping = None if amounts[0] is None else amount_json(amounts[0], q)
+        wire_discount = None if amounts[1] is None else amount_json(amounts[1], q)
+        wire_taxes = None if amounts[2] is None else amount_json(amounts[2], q)
+        if wire_total is None or (wire_shipping is None and amounts[0] is not None) \
+                or (wire_discount is None and amounts[1] is not None) or (wire_taxes is None and amounts[2] is not None):
+            return None
         latest = date
         for text in (paid_at, fulfilled_at, cancelled_at):
             if text:

@@ -192,8 +192,9 @@ def _sqlite_datetimes(session: Session):
 
 
 def _utc_text(dt: datetime) -> str:
-    # isoformat() of the UTC time without its "+00:00" (replace(tzinfo=None) would cost twice as much)
-    return dt.astimezone(timezone.utc).isoformat(" ", "microseconds")[:-6]
+    # SQLAlchemy's own format for SQLite, of the UTC time (the fastest of the ways tried for a million heads)
+    d = dt.astimezone(timezone.utc)
+    return "%04d-%02d-%02d %02d:%02d:%02d.%06d" % (d.year, d.month, d.day, d.hour, d.minute, d.second, d.microsecond)
 
 
 def _from_sqlite(text: str | None) -> datetime | None:

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import csv
 import gc
-from hashlib import sha256
 import multiprocessing
 import os
 import traceback
 from collections import deque
-from datetime import timezone
 from dataclasses import dataclass, field
+from datetime import timezone
+from hashlib import sha256
 from itertools import islice
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Protocol
+
+try:
+    import fcntl
+except ImportError:             # not on Unix: no fork either, so no workers
+    fcntl = None
 
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
@@ -45,6 +51,7 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+GC_THRESHOLD = 50_000       # container objects in the collector's first generation (CPython: 700)
 CHUNK_ORDERS = 100          # orders settled at a time in one process (one look-up of earlier keys)
 
 
@@ -126,6 +133,9 @@ def key_errors(key: str, line: int, column: str, earlier: int | None) -> list[Ce
     return []
 
 
+_END = Unsplittable(-1, -1)      # marks the end of the ranges (nothing left for one process)
+
+
 class _Failure(NamedTuple):
     traceback: str
 
@@ -153,14 +163,20 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
+    fast, utc = getattr(bound, "fast_canonical", None), timezone.utc
     for key, group in group_rows(rows, bound.key, width):
         errors = row_errors(group, width)
+        if not errors and key and fast is not None and (done := fast(group, nul_free)) is not None:
+            # translate(), its commonest case inlined: this runs for every order of the file
+            oid, text, updated_at, notes = done
+            # in UTC, its tzinfo is one object that pickles once per range, not once per order
+            orders.append((key, group[0].line, oid, text, sha256(text.encode()).hexdigest(),
+                           updated_at and updated_at.astimezone(utc), notes))
+            continue
         done = None if errors or not key else translate(bound, group, nul_free)
         if done is not None and done[0] == "ok":
             _, oid, text, digest, updated_at, notes = done
-            # in UTC, its tzinfo is one object that pickles once per range, not once per order
-            orders.append((key, group[0].line, oid, text, digest, updated_at and updated_at.astimezone(timezone.utc),
-                           notes))
+            orders.append((key, group[0].line, oid, text, digest, updated_at and updated_at.astimezone(utc), notes))
         else:
             orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
                            done[1] if done else []))
@@ -169,49 +185,64 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     return _RangeResult(rows.rows, True, orders)
 
 
-def _serve(bound: Bound, conn, path: Path, codec: str, delimiter: str, width: int) -> None:
+def _serve(bound: Bound, tasks, results, path: Path, codec: str, delimiter: str, width: int) -> None:
     """A worker's loop: ranges in, results out, until None (or the main process is gone).
 
     A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
     """
     # What the fork inherited lives as long as the worker: the collector need not walk it again and
-    # again (that walk also copies the shared pages it touches).
+    # again (that walk also copies the shared pages it touches). A range's rows and results die together:
+    # a larger first generation lets most of them go before the collector examines them.
     gc.freeze()
+    gc.set_threshold(GC_THRESHOLD)
     try:
-        while (r := conn.recv()) is not None:
+        while (r := tasks.recv()) is not None:
             try:
-                conn.send(work_range(bound, path, r, codec, delimiter, width))
+                results.send(work_range(bound, path, r, codec, delimiter, width))
             except Exception:
-                conn.send(_Failure(traceback.format_exc()))
+                results.send(_Failure(traceback.format_exc()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
 
 
 class _Worker:
     """A forked process working through ranges in the order it is given them; it inherits the bound preset
-    (lambdas do not pickle). Plain pipes, no helper threads."""
+    (lambdas do not pickle). Plain pipes, no helper threads; results come back on a pipe of a megabyte
+    (where the system allows), so a worker seldom waits for the main process to read."""
+
+    PIPE_BYTES = 1 << 20
 
     def __init__(self, bound: Bound, path: Path, codec: str, delimiter: str, width: int):
         ctx = multiprocessing.get_context("fork")
-        self.conn, theirs = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(bound, theirs, path, codec, delimiter, width), daemon=True)
+        tasks_out, tasks_in = ctx.Pipe(duplex=False)
+        results_out, results_in = ctx.Pipe(duplex=False)
+        try:
+            fcntl.fcntl(results_in.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
+        except (AttributeError, OSError):
+            pass                        # not Linux, or above the system's limit: a smaller pipe still works
+        self.process = ctx.Process(target=_serve, args=(bound, tasks_out, results_in, path, codec, delimiter, width),
+                                   daemon=True)
         self.process.start()
-        theirs.close()
-        self.pending = 0
+        tasks_out.close()
+        results_in.close()
+        self.tasks, self.results = tasks_in, results_out
+        self.pending = 0                # ranges sent, results not yet received
+        self.received: deque[_RangeResult] = deque()
 
     def send(self, r: Range) -> None:
-        self.conn.send(r)
+        self.tasks.send(r)
         self.pending += 1
 
-    def receive(self) -> _RangeResult:
+    def receive(self) -> None:
+        """Take the next result off the pipe (waiting for it) into `received`."""
         try:
-            result = self.conn.recv()
-            self.pending -= 1
+            result = self.results.recv()
         except EOFError:
             raise RuntimeError(f"an import worker process died (exit code {self.process.exitcode})") from None
+        self.pending -= 1
         if isinstance(result, _Failure):
             raise RuntimeError(f"an import worker process failed:\n{result.traceback}")
-        return result
+        self.received.append(result)
 
     def stop(self) -> None:
         """Ask the worker to finish; one still holding ranges (the import stopped early) is ended at once."""
@@ -219,14 +250,15 @@ class _Worker:
             self.process.terminate()
         else:
             try:
-                self.conn.send(None)
+                self.tasks.send(None)
             except OSError:
                 pass
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
-        self.conn.close()
+        self.tasks.close()
+        self.results.close()
 
 
 @dataclass
@@ -403,35 +435,45 @@ class Importer:
 
     # ---- with worker processes, range by range ------------------------------------------
 
+    AHEAD = 3           # ranges handed to each worker ahead of the one it works on
+
     def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> tuple[int, int] | None:
-        """Ranges to the workers (each holds two at most, so none waits while this process writes), settled in
-        file order. Returns where to go on in this process when the rest cannot be cut, else None."""
+        """Ranges to the workers, a few ahead each; results taken in as soon as they are ready (so no worker
+        waits while this process writes) and settled in file order. Returns where to go on in this process
+        when the rest cannot be cut, else None."""
         workers = [_Worker(self.bound, path, codec, delimiter, self.width) for _ in range(self.workers)]
-        in_flight: deque[tuple[Range, _Worker]] = deque()
+        source = ranges(path, start, first_line, codec, delimiter, self.bound.key, self.width)
+        handed: deque[tuple[Range, _Worker]] = deque()     # in file order
+        rest: Range | Unsplittable | None = None
         try:
-            for i, r in enumerate(ranges(path, start, first_line, codec, delimiter, self.bound.key, self.width)):
-                if isinstance(r, Unsplittable):
-                    break
-                if len(in_flight) >= 2 * len(workers):
-                    rest = self._settle_range(path, codec, delimiter, *in_flight.popleft())
-                    if rest is not None:
-                        return rest
-                worker = workers[i % len(workers)]
-                worker.send(r)
-                in_flight.append((r, worker))
-            else:
-                r = None
-            while in_flight:
-                rest = self._settle_range(path, codec, delimiter, *in_flight.popleft())
-                if rest is not None:
-                    return rest
-            return None if r is None else (r.start, r.first_line)
+            while True:
+                while rest is None:
+                    worker = min(workers, key=lambda w: w.pending)
+                    if worker.pending >= self.AHEAD:
+                        break
+                    r = next(source, None)
+                    if r is None or isinstance(r, Unsplittable):
+                        rest = r or _END
+                        break
+                    worker.send(r)
+                    handed.append((r, worker))
+                if not handed:
+                    return None if rest is _END else (rest.start, rest.first_line)
+                for conn in wait([w.results for w in workers if w.pending], timeout=0):
+                    next(w for w in workers if w.results is conn).receive()
+                r, worker = handed[0]
+                if not worker.received:
+                    worker.receive()
+                while handed and handed[0][1].received:
+                    r, worker = handed.popleft()
+                    again = self._settle_range(path, codec, delimiter, r, worker.received.popleft())
+                    if again is not None:
+                        return again
         finally:
             for w in workers:
                 w.stop()
 
-    def _settle_range(self, path: Path, codec: str, delimiter: str, r: Range, worker: _Worker) -> tuple[int, int] | None:
-        res = worker.receive()
+    def _settle_range(self, path: Path, codec: str, delimiter: str, r: Range, res: _RangeResult) -> tuple[int, int] | None:
         if res.error is not None:
             raise CsvUnreadable(res.error)
         if not res.aligned:

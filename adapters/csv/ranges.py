@@ -39,9 +39,12 @@ class Unsplittable(NamedTuple):
     first_line: int
 
 
-def line_count(data: bytes) -> int:
-    """Physical lines in `data` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
-    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+def line_count(data: bytes, end: int | None = None) -> int:
+    """Physical lines in `data[:end]` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
+    end = len(data) if end is None else end
+    lf = data.count(b"\n", 0, end)
+    cr = data.count(b"\r", 0, end)
+    return lf + cr - data.count(b"\r\n", 0, end) if cr else lf
 
 
 def splittable(codec: str) -> bool:
@@ -98,7 +101,7 @@ def ranges(path, start: int, first_line: int, codec: str, delimiter: str,
                     return
                 continue
             yield Range(start, start + cut, line)
-            line += line_count(buf[:cut])
+            line += line_count(buf, cut)
             start += cut
             buf = buf[cut:]
 

@@ -24,8 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--delimiter", help="the cell separator: one character, or tab / semicolon (default ,)")
     parser.add_argument("--timezone", help="IANA time zone for dates written without an offset "
                         "(default: the shop's `timezone`, else UTC)")
-    parser.add_argument("--workers", type=int, metavar="N", help="processes that build and validate orders "
-                        "beside the one writing the outbox (default: one per CPU, at most 2; 0: all in one process)")
+    parser.add_argument("--workers", type=int, metavar="N", help="processes that read, build and validate ranges "
+                        "of the file beside the one writing the outbox (default: one per CPU, at most 8; "
+                        "0: all in one process)")
 
 
 def choose_preset(args, shop) -> str:
@@ -57,6 +58,8 @@ def context_of(args, shop, preset: str):
 def run(args, config) -> int:
     from tqdm import tqdm
 
+    from daemon.commands.backend import tune_gc
+
     from adapters.csv import import_file
     from adapters.csv.sinks import DryRunSink
 
@@ -68,6 +71,7 @@ def run(args, config) -> int:
     path = Path(args.file)
     encoding, delimiter = _dialect_of(args, ctx)
     sink = DryRunSink(sys.stdout) if args.dry_run else _outbox_sink(config, shop.name, path.name)
+    tune_gc()       # what start-up built lives to the end; each order's objects die young
     try:
         with tqdm(file=sys.stderr, unit=" rows", unit_scale=True, mininterval=0.5, desc=path.name,
                   disable=None) as bar:

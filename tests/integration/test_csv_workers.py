@@ -156,3 +156,20 @@ def test_seen_in_batches_matches_one_at_a_time(batch):
     finally:
         one.close()
         many.close()
+
+
+def test_a_failed_outbox_write_stops_the_import_with_its_error(tmp_path):
+    """Chunks are written by a thread of the sink: its failure must reach the command, not vanish."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+    src = tmp_path / "orders.csv"
+    copies(src, [GOOD], 30, again=False)
+    engine = make_engine(f"sqlite:///{tmp_path}/no-tables.db")      # init_db not run: no outbox table
+    sink = OutboxSink(engine, "legacy", src.name, chunk=20)
+    try:
+        for workers in (0, 2):
+            with pytest.raises((OperationalError, sqlite3.OperationalError), match="no such table"):
+                import_file(src, "shopify", Context(), sink, workers=workers)
+    finally:
+        engine.dispose()

@@ -48,6 +48,7 @@ COLUMNS = {
     "items.externalItemId": "Lineitem sku", "externalCustomerId/email/phone": "Email/Phone",
 }
 SHOPIFY_DATE = "%Y-%m-%d %H:%M:%S %z"
+_NO_AMOUNT = (None, None)          # an optional amount left blank: no value, nothing in the text
 # One fixed text, so the summary counts these instead of listing every order.
 _NOT_RECONCILED = "does not reconcile: Σ item cost × quantity + Shipping (+ Taxes) ≠ Total (sent anyway)"
 
@@ -116,7 +117,8 @@ class ShopifyExport:
         self._amounts: dict[str, Decimal] = {}
         self._statuses: dict[tuple[str, str, bool], str] = {}
         self._quanta: dict[str, Decimal] = {}
-        self._item_cache: dict[tuple, _Item] = {}
+        self._item_cache: dict[str, dict[tuple[str, ...], _Item]] = {}                # by currency
+        self._amount_cache: dict[str, dict[str, tuple[Decimal | None, str | None]]] = {}   # by currency
         self._addresses: dict[tuple[str, ...], str] = {}
 
     def key(self, cells: list[str]) -> str:
@@ -159,6 +161,16 @@ class ShopifyExport:
             if len(self._amounts) < 100_000:   # bounded: memory stays flat whatever the file
                 self._amounts[text] = d
         return d
+
+    def _amount(self, text: str, cache: dict, q: Decimal) -> tuple[Decimal | None, str | None]:
+        """An order amount's value and canonical JSON, (None, None) where the fused path cannot take it."""
+        d = self._money(text)
+        got = (d, amount_json(d, q)) if d is not None else (None, None)
+        if got[1] is None:
+            got = (None, None)
+        if len(cache) < 100_000:           # bounded: memory stays flat whatever the file
+            cache[text] = got
+        return got
 
     def _item(self, cells: tuple[str, ...], q: Decimal) -> _Item | None:
         """One line item's values and texts from its cells (cached by the cells: a catalogue repeats)."""
@@ -213,21 +225,22 @@ class ShopifyExport:
                 q = self._quanta[currency] = quantum(read_currency(currency.upper()))
             except ValidationError:
                 return None
+            self._amount_cache[currency], self._item_cache[currency] = {}, {}
         # items: cached per distinct cells, with their text when no order-level discount changes the cost
-        items, cache, pick_item = [], self._item_cache, self.pick_item
-        line_discounts, quantities, lines = Decimal(0), Decimal(0), Decimal(0)
+        items, cache, pick_item = [], self._item_cache[currency], self.pick_item
+        line_discounts = lines = Decimal(0)
         for row in rows:
             cells = pick_item(row.cells)
-            item = cache.get((cells, q))
+            item = cache.get(cells)
             if item is None:
                 item = self._item(cells, q)
                 if item is None:
                     return None
                 if len(cache) < 20_000:
-                    cache[(cells, q)] = item
+                    cache[cells] = item
             items.append(item)
-            line_discounts += item.discount
-            quantities += item.qty
+            if item.discount:
+                line_discounts += item.discount
             if item.cost_qty is not None:
                 lines += item.cost_qty
         financial_l, fulfilment_l = financial.lower(), fulfilment.lower()
@@ -236,8 +249,9 @@ class ShopifyExport:
             return None
         if oid and not oid.isdigit() or not total:
             return None
-        if (phone and spreadsheet_mangled(phone)) or (billing_phone and spreadsheet_mangled(billing_phone)) \
-                or (shipping_phone and spreadsheet_mangled(shipping_phone)):
+        # a phone a spreadsheet turned into 1.67188E+13 (checked only when an E is there at all)
+        if "E" in f"{phone}{billing_phone}{shipping_phone}".upper() and any(
+                spreadsheet_mangled(x) for x in (phone, billing_phone, shipping_phone)):
             return None
         name = first.cells[self._name].strip()
         notes: list[str] = []
@@ -245,11 +259,14 @@ class ShopifyExport:
             oid = name.lstrip("#")
             notes.append("no Id column: Name used as the order id" if not self.has_id else "Id empty: Name used as the order id")
         oid = f"{self.prefix}{oid}".strip()
-        money_of = self._money
-        total_cost = money_of(total)
-        amounts = [None if not text else money_of(text) for text in (shipping, discount, taxes)]
-        if total_cost is None or (shipping and amounts[0] is None) or (discount and amounts[1] is None) \
-                or (taxes and amounts[2] is None):
+        # amounts: (Decimal, canonical JSON) by cell text, per currency
+        cache, amount = self._amount_cache[currency], self._amount
+        total_cost, wire_total = cache.get(total) or amount(total, cache, q)
+        shipping_d, wire_shipping = (cache.get(shipping) or amount(shipping, cache, q)) if shipping else _NO_AMOUNT
+        discount_d, wire_discount = (cache.get(discount) or amount(discount, cache, q)) if discount else _NO_AMOUNT
+        taxes_d, wire_taxes = (cache.get(taxes) or amount(taxes, cache, q)) if taxes else _NO_AMOUNT
+        if total_cost is None or (shipping and shipping_d is None) or (discount and discount_d is None) \
+                or (taxes and taxes_d is None):
             return None
         contact = phone or billing_phone or shipping_phone or None
         wire_phone = normalise_phone(contact)
@@ -281,7 +298,7 @@ class ShopifyExport:
                                                  address, name, code)):
             return None
         # the item costs: the cached texts, unless an order-level discount is spread over the lines
-        rest = (amounts[1] or Decimal(0)) - line_discounts
+        rest = (discount_d or Decimal(0)) - line_discounts
         if not self.has_price or rest <= 0:
             texts = [i.text for i in items]
         else:
@@ -292,16 +309,9 @@ class ShopifyExport:
                     return None
                 texts.append(f'{{"cost":{cost_json},{i.head}{i.tail}')
                 lines += cost * i.qty
-        if self.has_price and lines + (amounts[0] or 0) != total_cost \
-                and not reconciles(total_cost, lines, amounts[0], amounts[2], int(quantities), q):
+        if self.has_price and lines + (shipping_d or 0) != total_cost \
+                and not reconciles(total_cost, lines, shipping_d, taxes_d, int(sum(i.qty for i in items)), q):
             notes.append(_NOT_RECONCILED)
-        wire_total = amount_json(total_cost, q)
-        wire_shipping = None if amounts[0] is None else amount_json(amounts[0], q)
-        wire_discount = None if amounts[1] is None else amount_json(amounts[1], q)
-        wire_taxes = None if amounts[2] is None else amount_json(amounts[2], q)
-        if wire_total is None or (wire_shipping is None and amounts[0] is not None) \
-                or (wire_discount is None and amounts[1] is not None) or (wire_taxes is None and amounts[2] is not None):
-            return None
         latest = date
         for text in (paid_at, fulfilled_at, cancelled_at):
             if text:

@@ -160,6 +160,8 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
         line = r.first_line + line_count(e.object[:e.start])
         return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+    if not rows.plain:
+        return _RangeResult(0, False, [])       # a bare quote: this range and the rest, in one process
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte

@@ -113,6 +113,23 @@ def test_a_bare_quote_in_an_unquoted_cell_is_read_as_in_one_process(tmp_path):
     assert counts[1] > 100 and any('Pizza 12\\" in' in row.payload for row in outbox)
 
 
+def test_a_quote_closing_an_unquoted_cell_is_read_as_in_one_process(tmp_path):
+    """`5 ft 10"` at the end of an unquoted cell looks like the end of a quoted one to parity alone: the range
+    that holds it fails the quoting check and is read, with the rest, in one process."""
+    src = tmp_path / "inches.csv"
+    seen = []
+
+    def inches(row, header):
+        seen.append(1)
+        if len(seen) % 7 == 0:
+            row[header.index("Lineitem name")] = "Shelf 5 ft 10in"
+        return row
+    copies(src, [GOOD], 40, edit=inches)
+    src.write_text(src.read_text(encoding="utf-8").replace("5 ft 10in", "5 ft 10\""), encoding="utf-8")
+    counts, *_ = same_import(tmp_path, src)
+    assert counts[1] > 100
+
+
 def test_carriage_returns_alone_and_crlf_are_read_as_in_one_process(tmp_path):
     for newline in ("\r", "\r\n"):
         src = tmp_path / f"nl{len(newline)}.csv"
@@ -173,3 +190,19 @@ def test_a_failed_outbox_write_stops_the_import_with_its_error(tmp_path):
                 import_file(src, "shopify", Context(), sink, workers=workers)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("text, delimiter, plain", [
+    ("a,b\n", ",", True), ('"a,b",c\n', ",", True), ('"a""b",c\r\n', ",", True), ('"multi\nline",x\n', ",", True),
+    ('a,"b"\n"c",d', ",", True), ('""\n', ",", True), ("", ",", True), ('a;"b;c";d\n', ";", True),
+    ('x,12" pizza\n', ",", False), ('x,5 ft 10",y\n', ",", False), ('"a"b,c\n', ",", False),
+    ('a;"b;c";d\n', ",", False), ('x,"open\n', ",", False), ('x\t"a"\ty"\n', "\t", False),
+])
+def test_plain_quoting_is_told_from_bare_quotes(text, delimiter, plain):
+    """Ranges are trusted only where every quote opens, doubles or closes a quoted cell: there quote parity
+    finds the same record ends as csv.reader (a bare quote could put a cut inside an order)."""
+    assert ranges.quoting_is_plain(text, delimiter) is plain
+    if plain:
+        parsed = ranges.Parsed(text.encode(), "utf-8", delimiter, 2)
+        assert [r.cells for r in parsed] == [c for c in csv.reader(text.splitlines(keepends=True),
+                                                                     delimiter=delimiter) if c]

@@ -3,10 +3,12 @@ range: no row crosses a process boundary (pickling rows cost more than building 
 
 A cut is placed after a newline that ends a record and before a row whose order key differs from
 the row above it. Whether a newline ends a record is read from quote parity (an even number of `"`
-since the range began), which is what csv.reader does for any file written by a csv writer. A file with
-a bare quote inside an unquoted cell (`12" pizza`) can fool parity; each range therefore ends with a
-sentinel line when parsed, which comes back as its own row only when the range really ended between
-records. A range that fails that check, and everything after it, is read again in one process.
+since the range began), which is what csv.reader does wherever every quote opens, doubles or closes a
+quoted cell (any file a csv writer wrote). A bare quote (`12" pizza`) can fool parity, so a range is
+trusted only when its text passes that check (quoting_is_plain), and also ends with a sentinel line when
+parsed, which comes back as its own row only when the range really ended between records. A range that
+fails either, and everything after it, is read again in one process; so is the rest of a file where no
+cut can be found (a bare quote near the cut, carriage returns alone, one order of 16 MB).
 
 Only encodings where `\\n` and `"` are single bytes that never occur inside another character (UTF-8,
 single-byte code pages) are cut; others (UTF-16) are read in one process.
@@ -23,7 +25,7 @@ from typing import Callable, Iterator, NamedTuple
 from adapters.csv.reader import Row
 
 TARGET_BYTES = 1 << 20          # a range: about a megabyte, ~500 orders of a Shopify export
-MAX_BYTES = 64 << 20            # no cut found in this much: the rest of the file is read in one process
+MAX_BYTES = 16 << 20            # no cut found in this much: the rest of the file is read in one process
 _SENTINEL = "\x1e\x1forderbridge-range-end\x1f\x1e"
 
 
@@ -96,6 +98,9 @@ def ranges(path, start: int, first_line: int, codec: str, delimiter: str,
             if len(buf) < TARGET_BYTES:
                 continue
             cut = _order_cut(buf, codec, delimiter, key, width)
+            if cut == _BARE_QUOTES:
+                yield Unsplittable(start, line)
+                return
             if cut is None:
                 if len(buf) >= MAX_BYTES:
                     yield Unsplittable(start, line)
@@ -124,8 +129,13 @@ def _record_ends(buf: bytes, limit: int | None) -> list[int]:
     return out
 
 
+_BARE_QUOTES = -1
+
+
 def _order_cut(buf: bytes, codec: str, delimiter: str, key: Callable[[list[str]], str], width: int) -> int | None:
-    """An offset in `buf` where a row starts whose order differs from the row above it, near the end."""
+    """An offset in `buf` where a row starts whose order differs from the row above it, near the end; None
+    when none is there, _BARE_QUOTES when the rows read to find it may not be the file's rows (the rows
+    before the cut are checked again by the worker that reads them; these are the ones after it)."""
     for limit in (64, None):            # the last rows; all of them if those belong to one order
         ends = _record_ends(buf, limit)
         if len(ends) < 2:
@@ -135,6 +145,8 @@ def _order_cut(buf: bytes, codec: str, delimiter: str, key: Callable[[list[str]]
             text = buf[start:stop].decode(codec)
         except UnicodeDecodeError:
             return None
+        if not quoting_is_plain(text, delimiter):
+            return _BARE_QUOTES
         offsets = _line_offsets(buf, start, stop)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         cut, before, consumed = None, None, 0

@@ -187,11 +187,15 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     return _RangeResult(rows.rows, True, orders)
 
 
-def _serve(bound: Bound, tasks, results, path: Path, codec: str, delimiter: str, width: int) -> None:
+def _serve(bound: Bound, tasks, results, theirs: list, path: Path, codec: str, delimiter: str, width: int) -> None:
     """A worker's loop: ranges in, results out, until None (or the main process is gone).
 
     A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
     """
+    # The fork copied the main process's ends of this worker's pipes and of every earlier worker's: while
+    # a copy stays open here, a killed main process would leave this worker waiting on its pipes forever.
+    for conn in theirs:
+        conn.close()
     # What the fork inherited lives as long as the worker: the collector need not walk it again and
     # again (that walk also copies the shared pages it touches). A range's rows and results die together:
     # a larger first generation lets most of them go before the collector examines them.
@@ -214,16 +218,18 @@ class _Worker:
 
     PIPE_BYTES = 1 << 20
 
-    def __init__(self, bound: Bound, path: Path, codec: str, delimiter: str, width: int):
+    def __init__(self, bound: Bound, path: Path, codec: str, delimiter: str, width: int,
+                 others: Iterable["_Worker"] = ()):
         ctx = multiprocessing.get_context("fork")
         tasks_out, tasks_in = ctx.Pipe(duplex=False)
         results_out, results_in = ctx.Pipe(duplex=False)
+        theirs = [tasks_in, results_out] + [c for w in others for c in (w.tasks, w.results)]
         try:
             fcntl.fcntl(results_in.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
         except (AttributeError, OSError):
             pass                        # not Linux, or above the system's limit: a smaller pipe still works
-        self.process = ctx.Process(target=_serve, args=(bound, tasks_out, results_in, path, codec, delimiter, width),
-                                   daemon=True)
+        self.process = ctx.Process(target=_serve, args=(bound, tasks_out, results_in, theirs, path, codec, delimiter,
+                                                        width), daemon=True)
         self.process.start()
         tasks_out.close()
         results_in.close()
@@ -443,7 +449,9 @@ class Importer:
         """Ranges to the workers, a few ahead each; results taken in as soon as they are ready (so no worker
         waits while this process writes) and settled in file order. Returns where to go on in this process
         when the rest cannot be cut, else None."""
-        workers = [_Worker(self.bound, path, codec, delimiter, self.width) for _ in range(self.workers)]
+        workers: list[_Worker] = []
+        for _ in range(self.workers):
+            workers.append(_Worker(self.bound, path, codec, delimiter, self.width, workers))
         source = ranges(path, start, first_line, codec, delimiter, self.bound.key, self.width)
         handed: deque[tuple[Range, _Worker]] = deque()     # in file order
         rest: Range | Unsplittable | None = None

@@ -193,3 +193,45 @@ def test_plain_quoting_is_told_from_bare_quotes(text, delimiter, plain):
         parsed = ranges.Parsed(text.encode(), "utf-8", delimiter, 2)
         assert [r.cells for r in parsed] == [c for c in csv.reader(text.splitlines(keepends=True),
                                                                      delimiter=delimiter) if c]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
+def test_workers_end_when_the_importing_process_is_killed(tmp_path):
+    """A killed import (SIGKILL: no clean-up runs) must not leave its workers waiting on their pipes forever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    src = tmp_path / "big.csv"
+    copies(src, [GOOD], 3000, again=False)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from pathlib import Path; from adapters.csv import Context, import_file, ranges;"
+        "from adapters.csv.sinks import OutboxSink; from connector.store import init_db, make_engine;"
+        "ranges.TARGET_BYTES = 4096; e = make_engine('sqlite:///' + sys.argv[3]); init_db(e);"
+        "import_file(Path(sys.argv[2]), 'shopify', Context(), OutboxSink(e, 'legacy', 'big.csv'), workers=2)")
+    main = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parents[2]), str(src),
+                             str(tmp_path / "c.db")])
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(children) < 2 and time.monotonic() < deadline and main.poll() is None:
+            text = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text()
+            children = [int(c) for c in text.split()]
+            time.sleep(0.02)
+        assert len(children) == 2, "the import ended before its workers were seen"
+        main.send_signal(signal.SIGKILL)
+        main.wait()
+        deadline = time.monotonic() + 15
+        while any(Path(f"/proc/{c}").exists() for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [c for c in children if Path(f"/proc/{c}").exists()
+                 and Path(f"/proc/{c}/stat").read_text().split()[2] != "Z"]
+        assert not alive, f"workers {alive} outlived the killed import"
+    finally:
+        for c in children:
+            try:
+                os.kill(c, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -151,8 +151,8 @@ def offset_date_iso(text: str) -> tuple[datetime, str] | None:
     """offset_date for the common case, with the date's isoformat() (written by slicing, then parsed);
     None where that text would not be isoformat()'s (then: offset_date and isoformat())."""
     s = text.strip()
-    if len(s) == 25 and s[4] == "-" and s[7] == "-" and s[10] == " " and s[19] == " " and s[20] in "+-" \
-            and s[23] in "012345" and s[20:] != "-0000":
+    if len(s) == 25 and s[4] == "-" and s[7] == "-" and s[10] == " " and s[13] == ":" and s[16] == ":" \
+            and s[19] == " " and s[20] in "+-" and s[23] in "012345" and s[20:] != "-0000":
         iso = f"{s[:10]}T{s[11:19]}{s[20:23]}:{s[23:]}"
         try:
             return datetime.fromisoformat(iso), iso

@@ -34,8 +34,8 @@ except ImportError:             # not on Unix: no fork either, so no workers
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
-from adapters.csv.ranges import Parsed, Range, Unsplittable, line_count, parse, ranges, read_range
-from adapters.csv.reader import CsvUnreadable, Dialect, Row, open_text_at, read_rows
+from adapters.csv.ranges import Parsed, Range, Unsplittable, parse, ranges, read_range
+from adapters.csv.reader import CsvUnreadable, Dialect, Row, line_count, open_text_at, read_rows
 from adapters.csv.seen import SeenOrders
 from adapters.csv.values import CellError
 

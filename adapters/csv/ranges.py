@@ -22,7 +22,7 @@ import os
 import re
 from typing import Callable, Iterator, NamedTuple
 
-from adapters.csv.reader import Row
+from adapters.csv.reader import Row, line_count
 
 TARGET_BYTES = 1 << 20          # a range: about a megabyte, ~500 orders of a Shopify export
 MAX_BYTES = 16 << 20            # no cut found in this much: the rest of the file is read in one process
@@ -40,14 +40,6 @@ class Unsplittable(NamedTuple):
 
     start: int
     first_line: int
-
-
-def line_count(data: bytes, end: int | None = None) -> int:
-    """Physical lines in `data[:end]` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
-    end = len(data) if end is None else end
-    lf = data.count(b"\n", 0, end)
-    cr = data.count(b"\r", 0, end)
-    return lf + cr - data.count(b"\r\n", 0, end) if cr else lf
 
 
 def splittable(codec: str) -> bool:

@@ -47,6 +47,14 @@ def sniff_encoding(path: Path, asked: str | None) -> tuple[str, bool]:
     return (asked or "utf-8"), False
 
 
+def line_count(data: bytes, end: int | None = None) -> int:
+    """Physical lines in `data[:end]` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
+    end = len(data) if end is None else end
+    lf = data.count(b"\n", 0, end)
+    cr = data.count(b"\r", 0, end)
+    return lf + cr - data.count(b"\r\n", 0, end) if cr else lf
+
+
 def check_decodable(path: Path, codec: str) -> None:
     """Refuse a file that does not decode with `codec` before anything is imported, naming the first bad
     line and byte (one pass in C; reading it later finds nothing new).
@@ -59,22 +67,24 @@ def check_decodable(path: Path, codec: str) -> None:
     except LookupError:
         raise CsvUnreadable(f"unknown encoding {codec!r} (e.g. utf-8, cp1252, latin-1)") from None
     utf8 = codecs.lookup(codec).name in ("utf-8", "utf-8-sig")
-    lines_before = 0
+    lines_before, cr_before = 0, False       # a \r\n split between two blocks is one line end
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_SCAN_BLOCK), b""):
             pending = len(decoder.getstate()[0])
+            split = cr_before and block[:1] == b"\n"
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as e:
                 at = max(0, e.start - pending)
-                line = lines_before + block[:at].count(b"\n") + 1
+                line = lines_before + line_count(block, at) - split + 1
                 if utf8:
                     raise CsvUnreadable(
                         f"{path.name}: line {line} is not UTF-8 (byte 0x{block[at]:02x}); the file was probably "
                         f"saved by Excel on Windows: try --encoding cp1252") from None
                 raise CsvUnreadable(f"{path.name}: line {line} cannot be decoded as {codec} (byte 0x{block[at]:02x}); "
                                     "try another --encoding") from None
-            lines_before += block.count(b"\n")
+            lines_before += line_count(block) - split
+            cr_before = block[-1:] == b"\r"
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:

@@ -137,13 +137,15 @@ def test_cp1252_and_bom_files_are_read_as_in_one_process(tmp_path):
     assert counts[1] == 40 * 5
 
 
-def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path):
+@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
+def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, newline):
+    """Checked before anything is imported, whatever ends the lines (Excel for Mac ends them with \\r)."""
     src = tmp_path / "bad.csv"
     copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 100, encoding="cp1252", again=False,
-           source_encoding="cp1252")
-    lines = src.read_bytes().split(b"\n")
+           source_encoding="cp1252", newline=newline)
+    lines = src.read_bytes().split(newline.encode())
     lines[150] = lines[150].replace(b",", b",\x81", 1)
-    src.write_bytes(b"\n".join(lines))
+    src.write_bytes(newline.encode().join(lines))
     for workers in (0, 2):
         with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252"):
             run(tmp_path, src, workers, encoding="cp1252")
@@ -235,3 +237,14 @@ def test_workers_end_when_the_importing_process_is_killed(tmp_path):
                 os.kill(c, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 64])
+def test_the_encoding_check_counts_lines_across_its_blocks(tmp_path, monkeypatch, block):
+    """A \\r\\n split between two blocks of the scan is one line end, not two."""
+    from adapters.csv import reader
+    monkeypatch.setattr(reader, "_SCAN_BLOCK", block)
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\r\nc,d\r\ne\rf,g\ng,\x81h\r\n")        # the bad byte is on line 5
+    with pytest.raises(CsvUnreadable, match="line 5 cannot be decoded"):
+        reader.check_decodable(path, "cp1252")

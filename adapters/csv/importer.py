@@ -19,7 +19,7 @@ import os
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from hashlib import sha256
 from itertools import islice
 from multiprocessing.connection import wait
@@ -85,6 +85,18 @@ def translate(bound: Bound, rows: list[Row], nul_free: bool = False) -> tuple:
     except InvalidOrder as e:
         return "rejected", [(x.column, x.reason, x.line) for x in _schema_errors(e, built, rows)]
     return "ok", wire["externalOrderId"], text, digest, built.source_updated_at, built.notes
+
+
+def in_utc(updated_at: datetime | None) -> datetime | None:
+    """An order's updated_at in UTC (its tzinfo then pickles once per range, not once per order); None
+    when it has no UTC time (9999-12-31 23:30 -0100): a date no export really holds must not stop the
+    import, and without it the version is simply not compared by date."""
+    if updated_at is None:
+        return None
+    try:
+        return updated_at.astimezone(timezone.utc)
+    except OverflowError:
+        return None
 
 
 def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: int) -> Iterator[tuple[str, list[Row]]]:
@@ -165,20 +177,19 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
-    fast, utc = getattr(bound, "fast_canonical", None), timezone.utc
+    fast = getattr(bound, "fast_canonical", None)
     for key, group in group_rows(rows, bound.key, width):
         errors = row_errors(group, width)
         if not errors and key and fast is not None and (done := fast(group, nul_free)) is not None:
             # translate(), its commonest case inlined: this runs for every order of the file
             oid, text, updated_at, notes = done
-            # in UTC, its tzinfo is one object that pickles once per range, not once per order
             orders.append((key, group[0].line, oid, text, sha256(text.encode()).hexdigest(),
-                           updated_at and updated_at.astimezone(utc), notes))
+                           in_utc(updated_at), notes))
             continue
         done = None if errors or not key else translate(bound, group, nul_free)
         if done is not None and done[0] == "ok":
             _, oid, text, digest, updated_at, notes = done
-            orders.append((key, group[0].line, oid, text, digest, updated_at and updated_at.astimezone(utc), notes))
+            orders.append((key, group[0].line, oid, text, digest, in_utc(updated_at), notes))
         else:
             orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
                            done[1] if done else []))
@@ -439,7 +450,7 @@ class Importer:
         self.summary.orders += 1
         for n in notes:
             self.summary.note(n, line)
-        self.sink.add_prepared(oid, text, digest, line, updated_at)
+        self.sink.add_prepared(oid, text, digest, line, in_utc(updated_at))
 
     # ---- with worker processes, range by range ------------------------------------------
 

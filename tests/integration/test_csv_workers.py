@@ -248,3 +248,19 @@ def test_the_encoding_check_counts_lines_across_its_blocks(tmp_path, monkeypatch
     path.write_bytes(b"a,b\r\nc,d\r\ne\rf,g\ng,\x81h\r\n")        # the bad byte is on line 5
     with pytest.raises(CsvUnreadable, match="line 5 cannot be decoded"):
         reader.check_decodable(path, "cp1252")
+
+
+@pytest.mark.parametrize("column", ["Paid at", "Cancelled at"])
+def test_a_date_with_no_utc_time_does_not_stop_the_import(tmp_path, column):
+    """9999-12-31 23:30 -0100 is past the last UTC instant Python has: the order still goes in (the date only
+    says which version is newer), with workers as in one process."""
+    src = tmp_path / "late.csv"
+
+    def late(row, header):
+        if row[header.index("Name")] == "#71734-3" and row[header.index("Financial Status")]:
+            row[header.index(column)] = "9999-12-31 23:30:00 -0100"
+        return row
+    copies(src, [GOOD], 10, again=False, edit=late)
+    counts, errors, outbox, _, _ = same_import(tmp_path, src)
+    assert counts[1] == 50 and not errors and len(outbox) == 50
+    assert any('"orderNumber":"#71734-3"' in row.payload for row in outbox)

@@ -1,6 +1,7 @@
 """CSV import for legacy stores: a streaming reader plus presets (Shopify, WooCommerce, generic)."""
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 from typing import Callable
 
@@ -40,7 +41,7 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         importer = Importer(bound, sink, rejected, len(header.names), progress, workers)
         start = None
         if importer.workers and hasattr(sink, "add_prepared") and splittable(dialect.encoding):
-            start = data_start(path, 3 if dialect.bom and dialect.encoding == "utf-8-sig" else 0,
+            start = data_start(path, 3 if dialect.bom and _range_codec(dialect.encoding) == "utf-8" else 0,
                                _range_codec(dialect.encoding), dialect.delimiter, first.cells)
         if start is None:
             summary = importer.run(rows)
@@ -50,4 +51,5 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
 
 
 def _range_codec(encoding: str) -> str:
-    return "utf-8" if encoding == "utf-8-sig" else encoding      # ranges start after the BOM
+    # ranges start after the BOM: utf-8-sig (however spelt) would drop a U+FEFF that begins a range
+    return "utf-8" if codecs.lookup(encoding).name == "utf-8-sig" else encoding

@@ -402,6 +402,11 @@ class Importer:
         try:
             work()
             self.sink.close()
+        except BaseException:
+            abort = getattr(self.sink, "abort", None)
+            if abort is not None:
+                abort()         # no writer thread outlives a failed import
+            raise
         finally:
             self.seen.close()
             if self.rejected is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import importlib
 import io
 import os
 import re
@@ -43,15 +44,18 @@ class Unsplittable(NamedTuple):
 
 
 def splittable(codec: str) -> bool:
-    """True for encodings whose newline and quote bytes can only mean newline and quote."""
+    """True for encodings whose newline and quote bytes can only mean newline and quote: UTF-8 and the
+    single-byte code pages (their codecs carry a 256-entry decoding table). Not UTF-16, nor multi-byte
+    or stateful ones (Shift JIS, ISO-2022-JP, HZ), where those bytes can be part of another character."""
     name = codecs.lookup(codec).name
-    if name in ("utf-8", "utf-8-sig", "ascii"):
+    if name in ("utf-8", "utf-8-sig", "ascii", "iso8859-1"):
         return True
     try:
-        single_byte = len(bytes(range(256)).decode(codec, errors="replace")) == 256
-        return single_byte and "\n\"".encode(codec) == b'\n"'
-    except (LookupError, UnicodeError):
+        module = importlib.import_module("encodings." + name.replace("-", "_"))
+    except ImportError:
         return False
+    table = getattr(module, "decoding_table", None)
+    return isinstance(table, str) and len(table) == 256 and table[0x0A] == "\n" and table[0x22] == '"'
 
 
 def data_start(path, bom: int, codec: str, delimiter: str, header: list[str]) -> tuple[int, int] | None:

@@ -66,15 +66,24 @@ class OutboxSink:
     def close(self) -> None:
         """Write what is left and wait for it; raises what a write raised."""
         self.flush()
+        self._stop_writer()
+        self._raise_failure()
+
+    def abort(self) -> None:
+        """The import failed elsewhere: the chunk being gathered is dropped (a re-run enqueues it), the chunks
+        handed over are written, and the writer ends; a write's own failure is not raised over the first."""
+        self.batch = []
+        self._stop_writer()
+
+    def _stop_writer(self) -> None:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
-        self._raise_failure()
 
     def _write_all(self) -> None:
         while (batch := self._queue.get()) is not None:
-            if self._failure is None:   # after a failure, only drain
+            if self._failure is None:   # after a failure nothing more is written, in order; only drained
                 self._write(batch)
 
     def _write(self, batch: list[PreparedVersion]) -> None:
@@ -88,13 +97,10 @@ class OutboxSink:
             self._failure = e
 
     def _raise_failure(self) -> None:
+        # the failure stays: nothing is written after it, and every later add or close raises it again
         if self._failure is not None:
-            failure, self._failure = self._failure, None
-            if self._writer is not None:
-                self._queue.put(None)
-                self._writer.join()
-                self._writer = None
-            raise failure
+            self._stop_writer()
+            raise self._failure
 
 
 class DryRunSink:

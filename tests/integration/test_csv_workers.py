@@ -264,3 +264,39 @@ def test_a_date_with_no_utc_time_does_not_stop_the_import(tmp_path, column):
     counts, errors, outbox, _, _ = same_import(tmp_path, src)
     assert counts[1] == 50 and not errors and len(outbox) == 50
     assert any('"orderNumber":"#71734-3"' in row.payload for row in outbox)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_failed_import_leaves_no_writer_behind_and_the_handed_chunks_written(tmp_path, workers):
+    import threading
+    src = tmp_path / "orders.csv"
+    copies(src, [GOOD], 30, again=False)
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(engine)
+    sink = OutboxSink(engine, "legacy", src.name, chunk=10)
+    calls = []
+
+    def progress(rows):
+        calls.append(rows)
+        if sum(calls) > 60:
+            raise RuntimeError("stopped by the test")
+    try:
+        with pytest.raises(RuntimeError, match="stopped by the test"):
+            import_file(src, "shopify", Context(), sink, workers=workers, progress=progress)
+        assert not [t for t in threading.enumerate() if t.name == "outbox-writer"]
+        with engine.connect() as c:
+            written = len(c.execute(select(OutboxRow.id)).all())
+        assert written % 10 == 0 and 10 <= written < 150       # whole chunks only, none after the failure
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("codec, cut", [("utf-8", True), ("UTF-8-SIG", True), ("cp1252", True), ("latin-1", True),
+                                        ("koi8-r", True), ("utf-16", False), ("shift_jis", False),
+                                        ("iso2022_jp", False), ("hz", False), ("cp037", False)])
+def test_only_encodings_whose_newline_and_quote_bytes_mean_just_that_are_cut(codec, cut):
+    """In ISO-2022-JP or HZ a `"` byte can be half of another character: such files are read in one process."""
+    from adapters.csv import _range_codec
+    assert ranges.splittable(codec) is cut
+    if codec.lower() == "utf-8-sig":
+        assert _range_codec(codec) == "utf-8"      # however spelt: a range must not lose a leading U+FEFF

@@ -167,7 +167,7 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     """Read, parse, group, check and translate the orders of one range (in a worker process)."""
     data = read_range(path, r)
     try:
-        rows = Parsed(data, codec, delimiter, r.first_line)
+        rows = Parsed(data, codec, delimiter, r.first_line, path.name)
     except UnicodeDecodeError as e:
         line = r.first_line + line_count(e.object[:e.start])
         return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
@@ -177,22 +177,18 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
-    fast = getattr(bound, "fast_canonical", None)
-    for key, group in group_rows(rows, bound.key, width):
-        errors = row_errors(group, width)
-        if not errors and key and fast is not None and (done := fast(group, nul_free)) is not None:
-            # translate(), its commonest case inlined: this runs for every order of the file
-            oid, text, updated_at, notes = done
-            orders.append((key, group[0].line, oid, text, sha256(text.encode()).hexdigest(),
-                           in_utc(updated_at), notes))
-            continue
-        done = None if errors or not key else translate(bound, group, nul_free)
-        if done is not None and done[0] == "ok":
-            _, oid, text, digest, updated_at, notes = done
-            orders.append((key, group[0].line, oid, text, digest, in_utc(updated_at), notes))
-        else:
-            orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
-                           done[1] if done else []))
+    try:
+        for key, group in group_rows(rows, bound.key, width):
+            errors = row_errors(group, width)
+            done = None if errors or not key else translate(bound, group, nul_free)
+            if done is not None and done[0] == "ok":
+                _, oid, text, digest, updated_at, notes = done
+                orders.append((key, group[0].line, oid, text, digest, in_utc(updated_at), notes))
+            else:
+                orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
+                               done[1] if done else []))
+    except CsvUnreadable:
+        pass        # a row csv.reader refuses: read again in one process, which reports it with its line
     if not rows.aligned:
         return _RangeResult(rows.rows, False, [])
     return _RangeResult(rows.rows, True, orders)

@@ -23,7 +23,7 @@ import os
 import re
 from typing import Callable, Iterator, NamedTuple
 
-from adapters.csv.reader import Row, line_count
+from adapters.csv.reader import Row, line_count, read_rows
 
 TARGET_BYTES = 1 << 20          # a range: about a megabyte, ~500 orders of a Shopify export
 MAX_BYTES = 16 << 20            # no cut found in this much: the rest of the file is read in one process
@@ -200,8 +200,9 @@ class Parsed:
     """The rows of one range, read as they are consumed (kept rows would cost a third more: the allocator
     and the collector pay for every live cell); after the last, `aligned` and `rows` are known."""
 
-    def __init__(self, data: bytes, codec: str, delimiter: str, first_line: int):
+    def __init__(self, data: bytes, codec: str, delimiter: str, first_line: int, name: str = "the file"):
         self.text = data.decode(codec)
+        self.name = name
         self.delimiter = delimiter
         self.first_line = first_line
         # True once the sentinel came back as a row of its own (the range ended between records), and only
@@ -214,16 +215,13 @@ class Parsed:
         text = self.text
         if text and text[-1] not in "\r\n":
             text += "\n"
-        reader = csv.reader(io.StringIO(text + _SENTINEL + "\n", newline=""), delimiter=self.delimiter)
-        new, base = tuple.__new__, self.first_line - 1       # tuple.__new__: Row() is a Python call per row
-        end, last = base, None
-        for cells in reader:
-            if cells:
-                if last is not None:
-                    yield last
-                    self.rows += 1
-                last = new(Row, (end + 1, cells))
-            end = base + reader.line_num
+        last = None
+        for row in read_rows(io.StringIO(text + _SENTINEL + "\n", newline=""), self.delimiter, self.name,
+                             self.first_line):
+            if last is not None:
+                yield last
+                self.rows += 1
+            last = row
         # the last row is the sentinel itself, or the range ended inside a quoted cell
         self.aligned = self.plain and last is not None and last.cells == [_SENTINEL]
         if last is not None and not self.aligned:

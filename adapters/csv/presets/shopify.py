@@ -114,7 +114,6 @@ class ShopifyExport:
         self.pick_item = header.picker(ITEM_COLUMNS)
         self._name = header.position("Name")
         self._slow_dates = DateReader(SHOPIFY_DATE)
-        self._amounts: dict[str, Decimal] = {}
         self._statuses: dict[tuple[str, str, bool], str] = {}
         self._quanta: dict[str, Decimal] = {}
         self._item_cache: dict[str, dict[tuple[str, ...], _Item]] = {}                # by currency
@@ -150,17 +149,13 @@ class ShopifyExport:
     # (tests hold the two equal), with the format's own pieces; errors always come from build(), which
     # runs whenever this path steps aside.
 
-    def _money(self, text: str) -> Decimal | None:
-        """money() for the common case, cached: an export repeats a few hundred prices."""
-        d = self._amounts.get(text)
-        if d is None:
-            try:
-                d = money(text, "")
-            except CellError:
-                return None
-            if len(self._amounts) < 100_000:   # bounded: memory stays flat whatever the file
-                self._amounts[text] = d
-        return d
+    @staticmethod
+    def _money(text: str) -> Decimal | None:
+        """money(), None where it would name an error (the callers' results are cached, by cell text)."""
+        try:
+            return money(text, "")
+        except CellError:
+            return None
 
     def _amount(self, text: str, cache: dict, q: Decimal) -> tuple[Decimal | None, str | None]:
         """An order amount's value and canonical JSON, (None, None) where the fused path cannot take it."""

@@ -2,6 +2,10 @@
 
 The session is Flask's signed cookie (HttpOnly, SameSite=Lax). Every POST form carries the
 session's CSRF token, compared in constant time; a form without it is refused.
+
+A session names the credential it was opened with by a keyed fingerprint (never the secret itself):
+once that API key is rotated out or the operator password changes, the session ends, instead of
+lasting out `ui_session_hours`.
 """
 from __future__ import annotations
 
@@ -83,9 +87,29 @@ def credentials_ok(given: str) -> bool:
     return ok
 
 
-def log_in() -> None:
+def fingerprint(credential: str) -> str:
+    """A credential as a session may hold it: keyed with the session secret, so the cookie (signed but
+    readable by its holder) tells nothing about the key or password."""
+    key = current_app.secret_key
+    key = key.encode() if isinstance(key, str) else key
+    return hmac.new(key, b"ui-login\x00" + credential.encode(), "sha256").hexdigest()
+
+
+def credential_current(print_: str) -> bool:
+    """Is the credential behind a session's fingerprint still an API key or the operator password?"""
+    current = [*current_app.config.get("API_KEYS", []), operator_password() or ""]
+    found = False
+    for credential in current:
+        if credential and hmac.compare_digest(print_.encode(), fingerprint(credential).encode()):
+            found = True
+    return found
+
+
+def log_in(credential: str) -> None:
+    """Open a session for `credential` (checked by credentials_ok)."""
     session.clear()                      # a fresh session on login (no fixation)
     session["user"] = "operator"
+    session["cred"] = fingerprint(credential)
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
 
@@ -108,7 +132,14 @@ def check_csrf() -> None:
 
 
 def logged_in() -> bool:
-    return session.get("user") == "operator"
+    """A session opened with a credential that is still valid; a session whose credential was rotated
+    out (or from before sessions named theirs) is ended here."""
+    if session.get("user") != "operator":
+        return False
+    if credential_current(session.get("cred", "")):
+        return True
+    session.clear()
+    return False
 
 
 def login_required(view):

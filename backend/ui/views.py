@@ -121,9 +121,10 @@ def text_arg(name: str) -> str | None:
 def login():
     error = None
     if request.method == "POST":
-        if auth.credentials_ok(request.form.get("password", "")):
+        password = request.form.get("password", "")
+        if auth.credentials_ok(password):
             target = auth.safe_next(request.form.get("next"))
-            auth.log_in()
+            auth.log_in(password)
             return redirect(target)
         error = "That password or API key is not valid."
     return render_template("login.html", error=error, next=request.values.get("next", "")), (401 if error else 200)

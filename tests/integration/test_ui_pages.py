@@ -79,6 +79,42 @@ def test_login_with_api_key_or_operator_password(client):
     assert client.get("/ui/orders").status_code == 200
 
 
+def test_a_session_ends_when_its_api_key_is_rotated_out(app, client):
+    assert log_in(client).status_code == 302
+    app.config["API_KEYS"] = [KEY, "next-key"]                  # a second key added: the session stays
+    assert client.get("/ui/orders").status_code == 200
+    app.config["API_KEYS"] = ["next-key"]                       # its own key removed: the session ends
+    r = client.get("/ui/orders")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/ui/login")
+    app.config["API_KEYS"] = [KEY]                              # and stays ended if the key comes back
+    assert client.get("/ui/orders").status_code == 302
+    assert log_in(client, "next-key").status_code == 401
+
+
+def test_a_session_ends_when_the_operator_password_changes(client, monkeypatch):
+    assert log_in(client, "operator-pw").status_code == 302
+    assert client.get("/ui/orders").status_code == 200
+    monkeypatch.setenv("UI_TEST_PASSWORD", "new-operator-pw")
+    assert client.get("/ui/orders").status_code == 302
+    assert log_in(client, "new-operator-pw").status_code == 302
+    assert client.get("/ui/orders").status_code == 200
+
+
+def test_the_session_cookie_holds_no_credential(app, client):
+    log_in(client, "operator-pw")
+    cookie = client.get_cookie(app.config.get("SESSION_COOKIE_NAME", "session")).value
+    data = app.session_interface.get_signing_serializer(app).loads(cookie)
+    assert data["user"] == "operator" and len(data["cred"]) == 64
+    assert "operator-pw" not in repr(data) and KEY not in repr(data)
+
+
+def test_a_session_from_before_sessions_named_their_credential_ends(app, client):
+    with client.session_transaction() as sess:          # a cookie signed by an earlier release
+        sess["user"], sess["csrf"] = "operator", "t"
+    r = client.get("/ui/orders")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/ui/login")
+
+
 def test_wrong_password_is_refused(client):
     r = log_in(client, "guess")
     assert r.status_code == 401 and "not valid" in r.text

@@ -210,6 +210,9 @@ def saved_delete(seg_id: int):
 def saved_contacts(seg_id: int):
     limit, cursor = _page()
     with Session(engine()) as s:
-        seg = segments.saved_filter(saved_or_404(s, seg_id))
+        try:
+            seg = segments.saved_filter(saved_or_404(s, seg_id))
+        except InvalidSegment as e:
+            raise ApiError(400, str(e)) from None
         found, nxt = segments.find_contacts(s, seg, limit, cursor)
     return jsonify({"contacts": found, "next": encode_cursor(nxt)})

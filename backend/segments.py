@@ -116,6 +116,13 @@ class SegmentFilter:
         return seg
 
     def check_ranges(self) -> None:
+        # an average check is money: averaging USD with JPY orders would put a contact in or out of the
+        # segment by exchange-rate nonsense, so the filter names the currency it compares in
+        if self.currency is None:
+            for attr, name in (("avg_check_min", "avgCheckMin"), ("avg_check_max", "avgCheckMax")):
+                if getattr(self, attr) is not None:
+                    raise InvalidSegment(f"{name}: an average check is in one currency; add currency "
+                                         "(e.g. currency=USD)")
         for low, high, name in (("avg_check_min", "avg_check_max", "avgCheck"),
                                 ("order_count_min", "order_count_max", "orderCount"),
                                 ("last_order_after", "last_order_before", "lastOrder")):
@@ -154,7 +161,7 @@ def aggregate(seg: SegmentFilter):
     last = sa.func.max(orders.c.date)
     q = (sa.select(contacts.c.id, contacts.c.external_customer_id, contacts.c.email, contacts.c.phone,
                    contacts.c.first_name, contacts.c.last_name,
-                   n.label("order_count"), total.label("revenue"), last.label("last_order"))
+                   n.label("order_count"), total.label("revenue"), last.label("last_order"), *_currencies())
          .select_from(contacts.outerjoin(orders, sa.and_(*on)))
          .where(contacts.c.erased_at.is_(None)).group_by(contacts.c.id))
     return q.having(sa.and_(sa.true(), *having(seg, n, total, last)))
@@ -178,15 +185,27 @@ def having(seg: SegmentFilter, n, total, last) -> list:
     return conds
 
 
+def _currencies() -> tuple:
+    """How many currencies a contact's delivered orders are in, and one of them (the only one, when one)."""
+    return (sa.func.count(sa.distinct(orders.c.currency)).label("currencies"),
+            sa.func.max(orders.c.currency).label("some_currency"))
+
+
 def contact_json(row, currency: Optional[str], person=None) -> dict:
+    """A contact in a segment. `revenue` and `averageCheck` are in `currency`: the filter's, else the one
+    currency of the contact's delivered orders; they are null when those orders are in several
+    currencies and the filter names none (a sum across currencies means nothing)."""
     from backend.reports import iso_utc, money
     person = person or row
-    n, total = row.order_count, float(row.revenue or 0)
-    cur = currency or "USD"   # rounding only: 2 decimals unless the currency says otherwise
+    n = row.order_count
+    cur = currency or (row.some_currency if row.currencies == 1 else None)
+    total = float(row.revenue or 0)
+    mixed = n and cur is None
     return {"id": row.id, "externalCustomerId": person.external_customer_id, "email": person.email,
             "phone": person.phone, "firstName": person.first_name, "lastName": person.last_name,
-            "orderCount": n, "revenue": money(total, cur),
-            "averageCheck": money(total / n, cur) if n else None,
+            "orderCount": n, "currency": cur,
+            "revenue": None if mixed else money(total, cur or "USD"),
+            "averageCheck": money(total / n, cur) if n and not mixed else None,
             "lastOrderAt": iso_utc(row.last_order) if row.last_order else None}
 
 
@@ -200,7 +219,7 @@ def by_orders(seg: SegmentFilter, cursor: Optional[int]):
     page stops as soon as it is full (no pass over every contact)."""
     n, total, last = sa.func.count(orders.c.id), sa.func.sum(orders.c.total_cost), sa.func.max(orders.c.date)
     q = (sa.select(orders.c.contact_id.label("id"), n.label("order_count"), total.label("revenue"),
-                   last.label("last_order"))
+                   last.label("last_order"), *_currencies())
          .where(orders.c.status == DELIVERED, orders.c.contact_id.is_not(None))
          .group_by(orders.c.contact_id).having(sa.and_(sa.true(), *having(seg, n, total, last))))
     if seg.currency:
@@ -293,7 +312,12 @@ def parse_saved(body) -> tuple[str, SegmentFilter]:
 
 
 def saved_filter(seg_row) -> SegmentFilter:
-    return SegmentFilter.from_params(json.loads(seg_row.filters), strict=True)
+    """The filter of a saved segment; one saved by an earlier release that no longer holds (an average
+    check with no currency) is named, so the run or page that uses it says which segment to fix."""
+    try:
+        return SegmentFilter.from_params(json.loads(seg_row.filters), strict=True)
+    except InvalidSegment as e:
+        raise InvalidSegment(f"saved segment {seg_row.name!r} (id {seg_row.id}): {e}") from None
 
 
 def load_saved(conn, ref):

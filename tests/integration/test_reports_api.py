@@ -9,7 +9,7 @@ import base64
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from backend import create_app, segments
 from backend.db import get_engine
@@ -209,7 +209,39 @@ def test_segment_contact_fields_and_pages(client):
     assert sorted(seen) == ["c1", "c2", "c4", "c5", "c7"]
 
 
+def test_segment_money_is_never_summed_across_currencies(client):
+    def by_customer(query):
+        r = client.get(f"/api/v1/segments?{query}", headers=AUTH)
+        assert r.status_code == 200, r.json
+        return {c["externalCustomerId"]: (c["currency"], c["revenue"], c["averageCheck"]) for c in r.json["contacts"]}
+
+    everyone = by_customer("orderCountMin=1")
+    assert everyone["c4"] == (None, None, None)           # 100 + 50 USD and 40 EUR: no one number says that
+    assert everyone["c2"] == ("EUR", 30.0, 30.0)           # one currency: its money, labelled
+    assert everyone["c7"] == ("USD", 6.0, 1.0)
+    assert by_customer("orderCountMin=1&currency=USD")["c4"] == ("USD", 150.0, 75.0)
+    assert by_customer("orderCountMin=1&currency=EUR")["c4"] == ("EUR", 40.0, 40.0)
+    assert by_customer("orderCountMax=0")["c3"] == (None, 0.0, None)
+
+
+def test_a_saved_segment_that_no_longer_holds_is_named(app, client):
+    """An average check saved without a currency by an earlier release is refused, naming the segment."""
+    with Session(get_engine_of(app)) as s:
+        s.add(segments.SavedSegment(name="old big", filters='{"avgCheckMin": 50}'))
+        s.commit()
+        seg_id = s.exec(select(segments.SavedSegment)).one().id
+    r = client.get(f"/api/v1/segments/saved/{seg_id}/contacts", headers=AUTH)
+    assert r.status_code == 400
+    assert f"saved segment 'old big' (id {seg_id}): avgCheckMin: an average check is in one currency" \
+        in r.json["error"]["message"]
+    ids = contact_ids(client)
+    with Session(get_engine_of(app)) as s, pytest.raises(segments.InvalidSegment, match="old big"):
+        segments.contact_in_saved_segment(s, "old big", ids["c4"])
+
+
 @pytest.mark.parametrize("query, message", [
+    ("avgCheckMin=10", "avgCheckMin: an average check is in one currency; add currency"),
+    ("avgCheckMax=10&orderCountMin=1", "avgCheckMax: an average check is in one currency"),
     ("avgCheckMin=ten", "avgCheckMin: expected a number"),
     ("orderCountMin=1.5", "orderCountMin: expected a whole number"),
     ("lastOrderAfter=soon", "lastOrderAfter: expected an ISO 8601 date"),

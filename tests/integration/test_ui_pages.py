@@ -212,6 +212,16 @@ def test_reports_page_draws_the_rfm_grid_and_links_cells(logged_in):
     assert "r@example.com" in cell and "q@example.com" not in cell
 
 
+def test_contacts_page_labels_average_checks_with_their_currency(logged_in):
+    post_orders(logged_in, [{"externalOrderId": f"m{i}", "email": "mixed@example.com", "totalCost": 10 * (i + 1),
+                             "status": "DELIVERED", "date": NOW.isoformat(), "currency": cur}
+                            for i, cur in enumerate(("USD", "EUR"))])
+    page = logged_in.get("/ui/contacts?orderCountMin=1").text
+    assert "several currencies" in page and "15.00" not in page
+    page = logged_in.get("/ui/contacts?orderCountMin=1&currency=EUR").text
+    assert "20.00 EUR" in page and "several currencies" not in page
+
+
 def test_save_a_segment_from_the_contacts_page_and_delete_it(app, logged_in):
     post_orders(logged_in, [{"externalOrderId": f"s{i}", "email": f"s{i}@example.com", "totalCost": 10 * (i + 1),
                              "status": "DELIVERED", "date": NOW.isoformat(), "currency": "USD"} for i in range(3)])
@@ -222,7 +232,9 @@ def test_save_a_segment_from_the_contacts_page_and_delete_it(app, logged_in):
                                              "currency": "USD"}, follow_redirects=True)
     assert "Segment &#39;&lt;b&gt;big&lt;/b&gt;&#39; saved." in r.text
     assert logged_in.post("/ui/segments", data={"csrf_token": token, "name": "<b>big</b>",
-                                                "avgCheckMin": "20"}).status_code == 409
+                                                "avgCheckMin": "20", "currency": "USD"}).status_code == 409
+    r = logged_in.post("/ui/segments", data={"csrf_token": token, "name": "no currency", "avgCheckMin": "20"})
+    assert r.status_code == 400 and "add currency" in r.text
     assert logged_in.post("/ui/segments", data={"csrf_token": token, "name": "empty"}).status_code == 400
     saved = logged_in.get("/api/v1/segments/saved", headers=AUTH).json["segments"]
     assert [(s["name"], s["filters"]) for s in saved] == [("<b>big</b>", {"avgCheckMin": 20.0, "currency": "USD"})]

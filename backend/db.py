@@ -5,35 +5,22 @@ import importlib
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from operator import itemgetter
-from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
+
+from connector import database
 
 # Modules that own backend tables, in creation order; each exposes `TABLES` (sqlmodel classes).
 # An explicit registry: a new area of the backend adds its module here with a one-line edit.
 TABLE_MODULES: list[str] = ["backend.storage", "backend.segments", "backend.workflows.storage"]
 
 
-def normalise_url(url: str) -> str:
-    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
-    return url
-
-
-def _sqlite_connect(dbapi_conn, _record) -> None:
+def _sqlite_autocommit(dbapi_conn, _record) -> None:
     # Let SQLAlchemy emit BEGIN itself (see _sqlite_begin): pysqlite's own implicit BEGIN
     # comes too late (only before DML) to take the write lock before our reads.
     dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")   # durable across process crashes in WAL mode
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -44,18 +31,14 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+def _sqlite_listeners(engine: Engine) -> None:
+    event.listen(engine, "connect", _sqlite_autocommit)
+    event.listen(engine, "begin", _sqlite_begin)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the backend database; creates the folder of a SQLite file."""
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return database.make_engine(url, on_sqlite=_sqlite_listeners)
 
 
 @contextmanager
@@ -74,8 +57,8 @@ def all_tables() -> list:
 
 
 def init_schema(engine: Engine) -> None:
-    """Create the missing backend tables (idempotent; additive only, see README "Migrations")."""
-    SQLModel.metadata.create_all(engine, tables=all_tables())
+    """Create the missing backend tables and indexes (idempotent; additive only, see README "Migrations")."""
+    database.create_missing(engine, all_tables())
 
 
 def iso(dt: datetime | None) -> str | None:

@@ -6,12 +6,13 @@ side by side. The schema is created on start (`init_db`); see README "Migrations
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Optional
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, event
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel, create_engine
+from sqlmodel import Field, SQLModel
+
+from connector import database
 
 PENDING, IN_FLIGHT, SENT, FAILED = "pending", "in_flight", "sent", "failed"
 OUTBOX_STATES = (PENDING, IN_FLIGHT, SENT, FAILED)
@@ -121,37 +122,12 @@ class ComplianceRequest(SQLModel, table=True):
     result: Optional[str] = Field(default=None, sa_column=Column(Text))
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")   # durable across process crashes in WAL mode
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def normalise_url(url: str) -> str:
-    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain):]
-    return url
-
-
 def make_engine(url: str) -> Engine:
     """An engine for the connector store; creates the folder of a SQLite file."""
-    url = normalise_url(url)
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return database.make_engine(url, pragmas=("foreign_keys=ON",))
 
 
 def init_db(engine: Engine) -> None:
-    """Create the tables that are missing (idempotent)."""
-    SQLModel.metadata.create_all(engine, tables=[m.__table__ for m in (
+    """Create the tables and indexes that are missing (idempotent)."""
+    database.create_missing(engine, [m.__table__ for m in (
         InboxDelivery, OutboxRow, OrderHead, Cursor, PushAttempt, ComplianceRequest)])

@@ -1,0 +1,63 @@
+"""Database plumbing the connector store and the bundled backend both use: engines and schema creation.
+
+No tables and no state live here. The connector's store (connector/store.py) and the backend
+(backend/db.py) each own their tables and databases; what they share is how an engine is made for
+a URL (SQLite in WAL mode, or PostgreSQL through psycopg 3) and how a schema grows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+# Durable across process crashes in WAL mode; a writer waits up to 30 s for the lock.
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain):]
+    return url
+
+
+def make_engine(url: str, *, pragmas: Iterable[str] = (),
+                on_sqlite: Callable[[Engine], None] | None = None) -> Engine:
+    """An engine for `url`; creates the folder of a SQLite file.
+
+    SQLite connections get SQLITE_PRAGMAS and then `pragmas`; `on_sqlite` may add listeners of its own."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    every = (*SQLITE_PRAGMAS, *pragmas)
+
+    def _pragmas(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        for pragma in every:
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    event.listen(engine, "connect", _pragmas)
+    if on_sqlite is not None:
+        on_sqlite(engine)
+    return engine
+
+
+def create_missing(engine: Engine, tables: list[Table]) -> None:
+    """Create the tables that are missing, and the indexes missing from tables that exist.
+
+    create_all skips a table that exists together with its indexes, so an index added in a later
+    release would never reach a database made before it; each index is therefore checked on its own
+    (one catalogue look-up per index at start; building one on a large table takes a while, once)."""
+    SQLModel.metadata.create_all(engine, tables=tables)
+    for table in tables:
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            index.create(engine, checkfirst=True)

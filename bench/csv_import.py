@@ -5,7 +5,8 @@
     python bench/csv_import.py --rows 100000 --workers 0 2     # one process, then two workers
 
 For each size it generates a Shopify "Export orders" file (79 columns, one row per line item,
-1 to 5 items per order, about 3 rows per order, some multi-line notes) in a temp dir, then:
+1 to 5 items per order, about 3 rows per order, some multi-line notes; as in real exports, an order's
+later rows repeat Name, Created at, Email, Phone and the line-item columns) in a temp dir, then:
   floor   csv.reader over the same file, doing nothing with the rows (same process, same run);
   import  `orderbridge import-csv FILE --shop bench --preset shopify` in a subprocess, into a fresh
           SQLite outbox; wall time and the subprocess's RSS high-water mark (ru_maxrss from wait4).
@@ -45,7 +46,9 @@ def order_rows(n: int, rnd: random.Random) -> list[list[str]]:
         r.update({"Name": name, "Created at": created, "Lineitem quantity": str(q), "Lineitem name": pname,
                   "Lineitem price": price, "Lineitem sku": sku, "Lineitem requires shipping": "true",
                   "Lineitem taxable": "true", "Lineitem fulfillment status": "pending", "Vendor": "Bench",
-                  "Lineitem discount": "0.00", "Email": f"buyer{n % 50000}@example.com"})
+                  "Lineitem discount": "0.00", "Email": f"buyer{n % 50000}@example.com",
+                  # every row of an order repeats these, Phone too when present (reference/shopify.md, #71737)
+                  "Phone": f"+4930{n % 10000000:07d}" if n % 3 == 0 else ""})
         if i == 0:
             r.update({"Financial Status": fin, "Fulfillment Status": ful, "Currency": "EUR", "Subtotal": f"{subtotal:.2f}",
                       "Shipping": "4.95", "Taxes": "0.00", "Total": f"{subtotal + 4.95:.2f}", "Discount Amount": "0.00",

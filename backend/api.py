@@ -11,7 +11,7 @@ from backend import contacts, intake
 from backend.auth import protect
 from backend.db import get_engine, iso, write_transaction
 from backend.errors import ApiError
-from backend.paging import encode_cursor, page_args
+from backend.paging import encode_cursor, int_arg, page_args
 from backend.storage import Contact, Event, StoredOrder
 from connector.format import parse_date
 
@@ -94,15 +94,6 @@ def _listing(q, table, name: str, to_json):
     return jsonify({name: [to_json(r) for r in rows], "next": encode_cursor(rows[-1].id) if more else None})
 
 
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise ApiError(400, f"{name}: expected a whole number; got {raw[:20]!r}")
-    return int(raw)
-
-
 def _order_json(r) -> dict:
     return {**json.loads(r.payload), "id": r.id, "contactId": r.contact_id}
 
@@ -112,7 +103,7 @@ def list_orders():
     q = select(ORDERS.c.id, ORDERS.c.contact_id, ORDERS.c.payload)
     if status := request.args.get("status"):
         q = q.where(ORDERS.c.status == status.upper())
-    if (cid := _int_arg("contactId")) is not None:
+    if (cid := int_arg("contactId")) is not None:
         q = q.where(ORDERS.c.contact_id == cid)
     return _listing(q, ORDERS, "orders", _order_json)
 
@@ -144,7 +135,7 @@ def list_events():
         q = q.where(EVENTS.c.type == t)
     if k := request.args.get("key"):
         q = q.where(EVENTS.c.key == k)
-    if (cid := _int_arg("contactId")) is not None:
+    if (cid := int_arg("contactId")) is not None:
         q = q.where(EVENTS.c.contact_id == cid)
     if since := request.args.get("since"):
         try:

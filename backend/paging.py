@@ -33,3 +33,13 @@ def page_args() -> tuple[int, int]:
         return int(raw), int(text[3:])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "cursor: not a cursor this API gave out (use the `next` value of a list)") from None
+
+
+def int_arg(name: str) -> int | None:
+    """An optional whole-number query parameter (an id to filter by), with a 400 that names it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise ApiError(400, f"{name}: expected a whole number; got {raw[:20]!r}")
+    return int(raw)

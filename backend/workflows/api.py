@@ -9,7 +9,7 @@ from sqlalchemy import select
 from backend.auth import protect
 from backend.db import get_engine, write_transaction
 from backend.errors import ApiError
-from backend.paging import encode_cursor, page_args
+from backend.paging import encode_cursor, int_arg, page_args
 from backend.workflows import repo
 from backend.workflows import storage as t
 from backend.workflows.definition import DefinitionError
@@ -111,22 +111,13 @@ def list_runs(wid: int):
     return jsonify({"runs": [repo.run_json(r, paths[r.id]) for r in rows], "next": encode_cursor(last)})
 
 
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit():
-        raise ApiError(400, f"{name}: expected a whole number; got {raw[:20]!r}")
-    return int(raw)
-
-
 @bp.get("/messages")
 def list_messages():
     limit, after = page_args()
     m = t.messages.c
     q = select(t.messages)
     for arg, col in (("workflowId", m.workflow_id), ("runId", m.run_id), ("contactId", m.contact_id)):
-        value = _int_arg(arg)
+        value = int_arg(arg)
         if value is not None:
             q = q.where(col == value)
     status = request.args.get("status")

@@ -62,17 +62,26 @@ def currency_arg() -> str:
     return code
 
 
-def window_arg() -> float:
-    raw = request.args.get("windowDays")
-    if raw in (None, ""):
+def window_days(raw: str | None) -> float:
+    """The revenue report's attribution window from `?windowDays=` (the configured one when blank);
+    ValueError names what is wrong (the API and the UI each answer it their way)."""
+    raw = (raw or "").strip()
+    if not raw:
         return report_options()["window_days"]
     try:
         days = float(raw)
     except ValueError:
         days = -1
     if not 0 < days <= 3650:
-        raise ApiError(400, f"windowDays: expected a number of days above 0 (at most 3650), got {raw[:20]!r}")
+        raise ValueError(f"windowDays: expected a number of days above 0 (at most 3650), got {raw[:20]!r}")
     return int(days) if days == int(days) else days
+
+
+def window_arg() -> float:
+    try:
+        return window_days(request.args.get("windowDays"))
+    except ValueError as e:
+        raise ApiError(400, str(e)) from None
 
 
 def cached(conn, key: tuple, compute):

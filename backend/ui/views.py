@@ -9,7 +9,7 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from backend import reports, segments
+from backend import reports, reports_api, segments
 from backend.db import get_engine, write_transaction
 from backend.reports_api import cached, report_options, revenue_cached, rfm_cached, rfm_members_cached
 from backend.segments import InvalidSegment, SegmentFilter
@@ -322,16 +322,10 @@ def report_currency(conn) -> str:
 
 
 def window_days() -> float:
-    raw = text_arg("windowDays")
-    if raw is None:
-        return report_options()["window_days"]
     try:
-        days = float(raw)
-    except ValueError:
-        days = -1
-    if not 0 < days <= 3650:
-        abort(400, description=f"windowDays: expected a number of days above 0 (at most 3650), got {raw[:20]!r}")
-    return int(days) if days == int(days) else days
+        return reports_api.window_days(request.args.get("windowDays"))
+    except ValueError as e:
+        abort(400, description=str(e))
 
 
 @bp.get("/reports")

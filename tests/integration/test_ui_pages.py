@@ -197,6 +197,16 @@ def test_events_filter_by_type_key_and_contact(logged_in):
     assert bad.status_code == 400 and "contact: expected a whole number" in bad.text
 
 
+@pytest.mark.parametrize("window, status", [("0", 400), ("abc", 400), ("3651", 400), (" 7 ", 200), ("1.5", 200)])
+def test_reports_page_checks_the_window_as_the_api_does(logged_in, window, status):
+    r = logged_in.get(f"/ui/reports?windowDays={window}")
+    api = logged_in.get(f"/api/v1/reports/revenue?currency=USD&windowDays={window}", headers=AUTH)
+    assert r.status_code == api.status_code == status
+    if status == 400:
+        assert "windowDays: expected a number of days above 0" in r.text
+        assert api.json["error"]["message"] in r.text.replace("&#39;", "'")
+
+
 def test_reports_page_draws_the_rfm_grid_and_links_cells(logged_in):
     post_orders(logged_in, [{"externalOrderId": "r1", "email": "r@example.com", "totalCost": 20, "status": "DELIVERED",
                              "date": datetime.now(timezone.utc).isoformat(), "currency": "USD"},

@@ -49,6 +49,16 @@ def test_one_row_per_item_tab_separated():
     assert orders[0]["status"] == "DELIVERED" and orders[0]["date"] == "2024-06-01T10:00:00+03:00"
 
 
+def test_a_later_row_that_contradicts_its_order_is_named(tmp_path):
+    rows = (EXTRA / "generic_items.tsv").read_text().splitlines()
+    rows[2] = rows[2].replace("\t30.00\t", "\t31.00\t").replace("ira@example.com", "  ")   # blank is fine
+    (tmp_path / "items.tsv").write_text("\n".join(rows) + "\n")
+    summary, orders = run(tmp_path / "items.tsv", EXTRA / "generic_items.toml", "tab")
+    assert [o["externalOrderId"] for o in orders] == ["9002"] and summary.rejected_rows == 2
+    assert [(e.line, e.column, e.reason) for e in summary.errors] == [
+        (3, "total", "inconsistent with line 2 of the same order: '31.00' here, '30.00' there")]
+
+
 def test_mapping_mistakes_are_config_errors(tmp_path):
     bad = tmp_path / "m.toml"
     bad.write_text('[columns]\nexternalOrderId = "Nr"\ntotal = "Summe"\n')

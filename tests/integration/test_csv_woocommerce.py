@@ -85,6 +85,7 @@ def test_woocommerce_rows_with_mistakes(tmp_path):
     src[1][h["date"]] = "yesterday"                 # order 2001, first row
     src[3][h["status"]] = "checkout-draft"          # order 2002
     src[3][h["billing_email"]] = ""
+    src[2][h["order_total"]] = "999.99"             # order 2001, a later row contradicting the first
     with (tmp_path / "bad.csv").open("w", newline="") as f:
         csv.writer(f).writerows(src)
     _, s, orders = run(tmp_path / "bad.csv", write_rejected=True)
@@ -92,5 +93,6 @@ def test_woocommerce_rows_with_mistakes(tmp_path):
     msgs = {(e.line, e.column): e.reason for e in s.errors}
     assert "not a date" in msgs[(2, "date")]
     assert "is a draft, not an order" in msgs[(4, "status")]
+    assert msgs[(3, "order_total")].startswith("inconsistent with line 2 of the same order: '999.99' here")
     assert "no contact id" in msgs[(4, "billing_email/billing_phone")]
     assert (tmp_path / "bad.rejected.csv").exists()

@@ -5,10 +5,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from operator import itemgetter
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from adapters.csv.reader import CsvUnreadable, Row
-from adapters.csv.values import CellError
+from adapters.csv.values import CellError, show
 
 
 class Header:
@@ -101,6 +101,19 @@ class Collector:
     def raise_if_any(self) -> None:
         if self.errors:
             raise OrderRejected(self.errors)
+
+
+def check_consistent(c: Collector, rows: list[Row], columns: Iterable[tuple[str, Callable[[list[str]], str]]]) -> None:
+    """A later row of an order may leave an order-level cell blank or repeat it, never contradict the
+    first row: each (column, getter) that does is reported on the later row's line."""
+    first = rows[0]
+    for col, get in columns:
+        want = get(first.cells).strip()
+        for row in rows[1:]:
+            got = get(row.cells).strip()
+            if got and got != want:
+                c.add(row.line, col, f"inconsistent with line {first.line} of the same order: "
+                      f"{show(got)} here, {show(want)} there")
 
 
 def allocate_discount(nets: list[Decimal], discount: Decimal) -> list[Decimal]:

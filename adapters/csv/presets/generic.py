@@ -36,7 +36,7 @@ from connector.errors import ConfigError
 from connector.format import STATUSES
 
 from adapters.csv.presets import Context
-from adapters.csv.presets.base import Built, Collector, Header
+from adapters.csv.presets.base import Built, Collector, Header, check_consistent
 from adapters.csv.reader import Row
 from adapters.csv.values import DateReader, money, optional_money, quantity, show, zone
 
@@ -186,11 +186,4 @@ class GenericMapping:
         return item
 
     def _check_consistent(self, c: Collector, rows: list[Row]) -> None:
-        for f, col in self.cols.items():
-            get = self.g[col]
-            want = get(rows[0].cells).strip()
-            for row in rows[1:]:
-                got = get(row.cells).strip()
-                if got and got != want:
-                    c.add(row.line, col, f"inconsistent with line {rows[0].line} of the same order: "
-                          f"{show(got)} here, {show(want)} there")
+        check_consistent(c, rows, ((col, self.g[col]) for col in self.cols.values()))

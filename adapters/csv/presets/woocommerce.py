@@ -21,7 +21,7 @@ from connector.format import STATUSES
 from connector.money import minor_unit
 
 from adapters.csv.presets import Context
-from adapters.csv.presets.base import Built, Collector, Header, reconciles
+from adapters.csv.presets.base import Built, Collector, Header, check_consistent, reconciles
 from adapters.csv.reader import CsvUnreadable, Row
 from adapters.csv.values import DateReader, join_address, money, optional_money, quantity, show
 
@@ -198,16 +198,8 @@ class WooExport:
 
     def _check_consistent(self, c: Collector, rows: list[Row]) -> None:
         L = self.layout
-        for col in (L.date, L.status, L.total, *L.currency, *L.email):
-            get = self.g.get(col)
-            if get is None:
-                continue
-            want = get(rows[0].cells).strip()
-            for row in rows[1:]:
-                got = get(row.cells).strip()
-                if got and got != want:
-                    c.add(row.line, col, f"inconsistent with line {rows[0].line} of the same order: "
-                          f"{show(got)} here, {show(want)} there")
+        check_consistent(c, rows, ((col, get) for col in (L.date, L.status, L.total, *L.currency, *L.email)
+                                   if (get := self.g.get(col)) is not None))
 
     def _columns(self) -> dict[str, str]:
         L = self.layout

@@ -5,6 +5,7 @@ outbox's claim index were once new. Checked on SQLite and, when configured, Post
 """
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from backend.db import init_schema, make_engine as backend_engine
@@ -15,30 +16,23 @@ def index_names(engine, table: str) -> set[str]:
     return {i["name"] for i in sa.inspect(engine).get_indexes(table)}
 
 
-def test_the_backend_gains_indexes_missing_from_existing_tables(db_url):
-    engine = backend_engine(db_url)
+@pytest.mark.parametrize("make, init, dropped, expected", [
+    (backend_engine, init_schema, ("ix_orders_report", "ix_workflow_runs_tab"),
+     {"orders": {"ix_orders_report", "ix_orders_status_date"}, "workflow_runs": {"ix_workflow_runs_tab"}}),
+    (store_engine, init_db, ("ix_outbox_due",), {"outbox": {"ix_outbox_due", "ix_outbox_order"}}),
+], ids=["backend", "connector-store"])
+def test_a_start_builds_the_indexes_missing_from_existing_tables(db_url, make, init, dropped, expected):
+    engine = make(db_url)
     try:
-        init_schema(engine)
+        init(engine)
         with engine.begin() as conn:
-            conn.exec_driver_sql("DROP INDEX ix_orders_report")
-            conn.exec_driver_sql("DROP INDEX ix_workflow_runs_tab")
-        assert "ix_orders_report" not in index_names(engine, "orders")
-        init_schema(engine)                 # the next start
-        assert {"ix_orders_report", "ix_orders_status_date"} <= index_names(engine, "orders")
-        assert "ix_workflow_runs_tab" in index_names(engine, "workflow_runs")
-        init_schema(engine)                 # and the one after: nothing to do, no error
-    finally:
-        engine.dispose()
-
-
-def test_the_connector_store_gains_indexes_missing_from_existing_tables(db_url):
-    engine = store_engine(db_url)
-    try:
-        init_db(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP INDEX ix_outbox_due")
-        init_db(engine)
-        assert {"ix_outbox_due", "ix_outbox_order"} <= index_names(engine, "outbox")
+            for name in dropped:            # as a database made before these indexes existed
+                conn.exec_driver_sql(f"DROP INDEX {name}")
+        assert not any(set(dropped) & index_names(engine, table) for table in expected)
+        init(engine)                        # the next start
+        for table, names in expected.items():
+            assert names <= index_names(engine, table)
+        init(engine)                        # and the one after: nothing to do, no error
     finally:
         engine.dispose()
 

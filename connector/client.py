@@ -31,7 +31,7 @@ class Action(Enum):
     ACCEPTED = "accepted"          # 2xx: per-order outcome from failedOrders
     ALREADY_APPLIED = "already"    # 409 / "Duplicated request": the same request was applied before
     RETRY = "retry"                # 429, 5xx, connection trouble: later, honouring Retry-After
-    STOP = "stop"                  # 401/403, no such endpoint: a person must fix config; push nothing
+    STOP = "stop"                  # 401/403, no such endpoint, a redirect: a person must fix config; push nothing
     SPLIT = "split"                # other 4xx: something in the batch is bad; halve it to isolate it
 
 
@@ -45,11 +45,18 @@ OUTCOMES: dict[int | range, Action] = {
     409: Action.ALREADY_APPLIED,   # documented for contacts as "repeated request within 1 minute"
     429: Action.RETRY,
     range(200, 300): Action.ACCEPTED,
+    # Redirects are not followed: requests would turn the POST into a body-less GET, and whatever 200
+    # that GET earns would count as every order accepted. [target] url must name the API itself.
+    range(300, 400): Action.STOP,
     range(400, 500): Action.SPLIT,
     range(500, 600): Action.RETRY,
 }
-# Exceptions raised by requests before any status exists.
+# Exceptions raised by requests before any status exists. A URL requests cannot use (a port above
+# 65535, no scheme) is a config mistake: waiting will not fix it.
 EXCEPTION_OUTCOMES: dict[type[Exception], Action] = {
+    requests.exceptions.InvalidURL: Action.STOP,
+    requests.exceptions.MissingSchema: Action.STOP,
+    requests.exceptions.InvalidSchema: Action.STOP,
     requests.ConnectionError: Action.RETRY,
     requests.Timeout: Action.RETRY,
     requests.exceptions.ChunkedEncodingError: Action.RETRY,
@@ -137,22 +144,24 @@ def _failed_order(entry) -> FailedOrder:
     return FailedOrder(str(oid) if oid is not None else None, str(error), order)
 
 
+MAX_RETRY_AFTER = 7 * 86400.0     # a longer hint is honoured as a week (a date beyond datetime's range would crash)
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """A Retry-After header (seconds or an HTTP date) in seconds, or None."""
+    """A Retry-After header (delta-seconds or an HTTP date) in seconds, at most MAX_RETRY_AFTER; None when
+    absent or unreadable."""
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.isdigit() and value.isascii():
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(max(0.0, when.timestamp() - (time.time() if now is None else now)), MAX_RETRY_AFTER)
 
 
 def request_body(payloads: Sequence[str | dict]) -> bytes:
@@ -217,47 +226,58 @@ class AddOrdersClient:
 
     def account_info(self) -> dict:
         """GET /account/info: proves the URL and the credentials. Raises like add_orders."""
-        status, text, _ = self._request("GET", "/account/info", None, 0)
-        action = action_for(status, text)
+        r = self._request("GET", "/account/info", None, 0)
+        action = action_for(r.status_code, r.text)
         if action is Action.ACCEPTED:
             try:
-                return json.loads(text) if text.strip() else {}
+                return json.loads(r.text) if r.text.strip() else {}
             except ValueError:
-                return {"raw": text[:_EXCERPT]}
-        self._raise(action, status, text, None)
+                return {"raw": r.text[:_EXCERPT]}
+        self._raise(action, r)
         return {}
 
     def _post_once(self, body: bytes, count: int) -> AddOrdersResult:
-        status, text, retry_after = self._request("POST", "/orders", body, count)
-        action = action_for(status, text)
+        r = self._request("POST", "/orders", body, count)
+        action = action_for(r.status_code, r.text)
         if action is Action.ACCEPTED:
-            return AddOrdersResult(status, failed=parse_failed_orders(text))
+            return AddOrdersResult(r.status_code, failed=parse_failed_orders(r.text))
         if action is Action.ALREADY_APPLIED:
-            return AddOrdersResult(status, already_applied=True)
-        self._raise(action, status, text, retry_after)
+            return AddOrdersResult(r.status_code, already_applied=True)
+        self._raise(action, r)
         raise AssertionError("unreachable")
 
-    def _raise(self, action: Action, status: int, text: str, retry_after: float | None) -> None:
-        excerpt = text[:_EXCERPT]
+    def _raise(self, action: Action, r: requests.Response) -> None:
+        status, excerpt = r.status_code, r.text[:_EXCERPT]
         if action is Action.RETRY:
-            raise RetriableAPIError(f"the target answered {status}: {excerpt}", status=status, retry_after=retry_after)
+            raise RetriableAPIError(f"the target answered {status}: {excerpt}", status=status,
+                                    retry_after=retry_after_seconds(r.headers.get("Retry-After")))
         if action is Action.STOP:
-            what = CREDENTIALS_REFUSED if status in (401, 403) else f"the target has no such endpoint ({status}); check [target] url"
+            if status in (401, 403):
+                what = CREDENTIALS_REFUSED
+            elif 300 <= status < 400:
+                where = r.headers.get("Location") or "nowhere (no Location header)"
+                what = (f"the target redirects ({status}) to {where[:300]}; set [target] url to the API's own "
+                        "address (redirects are not followed: they would turn the POST into a GET)")
+            else:
+                what = f"the target has no such endpoint ({status}); check [target] url"
             raise CredentialsRefused(what, status=status, body=excerpt)
-        raise BatchRejected(f"the target rejected the request ({status}): {excerpt}", status=status, body=text)
+        raise BatchRejected(f"the target rejected the request ({status}): {excerpt}", status=status, body=r.text)
 
-    def _request(self, method: str, path: str, body: bytes | None, count: int) -> tuple[int, str, float | None]:
+    def _request(self, method: str, path: str, body: bytes | None, count: int) -> requests.Response:
         started, t0 = datetime.now(timezone.utc), time.perf_counter()
         try:
-            r = self.session.request(method, self.base + path, data=body, timeout=self.timeout)
+            r = self.session.request(method, self.base + path, data=body, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as e:
             self._record(Attempt(started, _ms(t0), count, None, None, f"{type(e).__name__}: {e}"[:_EXCERPT]))
-            if action_for(None, exc=e) is Action.RETRY:
+            action = action_for(None, exc=e)
+            if action is Action.RETRY:
                 raise RetriableAPIError(f"the target could not be reached ({type(e).__name__})") from e
+            if action is Action.STOP:
+                raise CredentialsRefused(f"the target URL cannot be used ({type(e).__name__}: {str(e)[:200]}); "
+                                         "check [target] url") from e
             raise
-        text = r.text
-        self._record(Attempt(started, _ms(t0), count, r.status_code, text[:_EXCERPT] or None, None))
-        return r.status_code, text, retry_after_seconds(r.headers.get("Retry-After"))
+        self._record(Attempt(started, _ms(t0), count, r.status_code, r.text[:_EXCERPT] or None, None))
+        return r
 
     def _record(self, attempt: Attempt) -> None:
         if self.on_attempt is not None:

@@ -150,3 +150,6 @@ def test_retry_after_header_forms():
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
     assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("100000000000000") == 7 * 86400          # honoured as a week, not a crash
+    assert retry_after_seconds("Fri, 31 Dec 9999 23:59:59 GMT", now=0) == 7 * 86400
+    assert retry_after_seconds("inf") is None and retry_after_seconds("1e5") is None   # not delta-seconds

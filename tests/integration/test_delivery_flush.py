@@ -140,6 +140,38 @@ def test_refused_credentials_stop_and_leave_rows_pending(engine, rsps, caplog):
         assert {r.attempts for r in s.exec(select(OutboxRow)).scalars()} == {0}
 
 
+def test_a_redirect_stops_the_flush_and_sends_nothing(engine, rsps):
+    """requests would follow it as a body-less GET, and that GET's 200 would mark every order sent."""
+    rsps.add("POST", f"{TARGET}/orders", status=301, headers={"Location": "https://elsewhere.test/api/v1/orders"})
+    followed = rsps.add("GET", "https://elsewhere.test/api/v1/orders", json={"orders": [], "next": None})
+    put(engine, [wire_order(i) for i in range(5)])
+    report = flusher(engine).flush()
+    assert report.sent == 0 and followed.call_count == 0
+    assert "redirects (301) to https://elsewhere.test/api/v1/orders" in report.refused
+    assert {v[0] for v in rows(engine).values()} == {PENDING}
+
+
+def test_a_url_requests_cannot_use_stops_the_flush(engine):
+    put(engine, [wire_order(1)])
+    client = AddOrdersClient("http://127.0.0.1:99999/api/v1", "k", retry=RetryPolicy(attempts=3, max_wait=0))
+    report = Flusher(engine, client, lease=60, schedule=(30,), max_attempts=5, clock=Clock()).flush()
+    assert report.refused and "InvalidURL" in report.refused and "check [target] url" in report.refused
+    assert report.retried == 0 and {v[0] for v in rows(engine).values()} == {PENDING}
+    with Session(engine) as s:
+        assert [r.attempts for r in s.exec(select(OutboxRow)).scalars()] == [0]      # no attempt used up
+
+
+def test_a_retry_after_of_ages_waits_a_week(engine, rsps):
+    FakeTarget(faults=[(429, "slow down", {"Retry-After": "100000000000000"})]).install(rsps)
+    put(engine, [wire_order(1)])
+    clock = Clock()
+    report = flusher(engine, clock).flush()
+    assert report.unreachable and report.retried == 1
+    with Session(engine) as s:
+        row = s.exec(select(OutboxRow)).scalars().one()
+    assert outbox._aware(row.next_attempt_at) - clock.now == timedelta(days=7)
+
+
 def test_conflict_means_already_applied(engine, rsps):
     FakeTarget(faults=[(409, "Duplicated request", {})]).install(rsps)
     put(engine, [wire_order(1)])

@@ -5,6 +5,11 @@ Outcomes per batch: accepted (each order sent, or failed when listed in failedOr
 response text), target busy or down (back to pending on the retry schedule, the flush stops), and
 credentials refused (rows given back untouched, the flush stops). Every HTTP request leaves a
 push_attempts row.
+
+While a flush runs, a heartbeat renews the lease of every row it holds (the batch on the wire, the
+halves of a split, the batch claimed ahead) every third of a lease: a slow target or a long split
+must not let the sweep hand those rows to the next claim, which would send them twice. A row the
+heartbeat finds gone (it could not renew for a whole lease) is not sent by this flush.
 """
 from __future__ import annotations
 
@@ -12,7 +17,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -84,6 +88,74 @@ class FlushReport:
         return self
 
 
+class LeaseLost(Exception):
+    """Rows of the batch about to be sent are no longer this flusher's (their lease ran out)."""
+
+
+class Held:
+    """The rows a flush holds, and a heartbeat thread that renews their leases every third of a lease."""
+
+    def __init__(self, flusher: "Flusher"):
+        self.flusher = flusher
+        self.ids: set[int] = set()
+        self.lost: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
+
+    def add(self, rows: Sequence[outbox.Claimed]) -> list[outbox.Claimed]:
+        with self._lock:
+            self.ids.update(r.id for r in rows)
+        return list(rows)
+
+    def drop(self, ids) -> None:
+        with self._lock:
+            self.ids.difference_update(ids)
+            self.lost.difference_update(ids)
+
+    def keep(self, rows: Sequence[outbox.Claimed]) -> list[outbox.Claimed]:
+        """The rows still held (a lost row is forgotten: it is someone else's now)."""
+        with self._lock:
+            gone = {r.id for r in rows} & self.lost
+        if gone:
+            log.warning("%d orders left this flush: their lease ran out before they were sent", len(gone))
+            self.drop(gone)
+        return [r for r in rows if r.id not in gone]
+
+    def check(self, rows: Sequence[outbox.Claimed]) -> None:
+        """Before a request (and each in-request retry): refuse to send rows that are no longer held."""
+        with self._lock:
+            if any(r.id in self.lost for r in rows):
+                raise LeaseLost()
+
+    def renew(self) -> None:
+        with self._lock:
+            ids = list(self.ids)
+        if not ids:
+            return
+        f = self.flusher
+        with Session(f.engine) as s:
+            still = outbox.renew(s, ids, f.owner, f.lease, f.clock())
+            s.commit()
+        with self._lock:
+            self.lost.update(i for i in ids if i not in still and i in self.ids)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.flusher.lease / 3):
+            try:
+                self.renew()
+            except Exception:       # noqa: BLE001 - a busy database: the next beat tries again
+                log.warning("could not renew the leases of %d orders", len(self.ids), exc_info=True)
+
+    def __enter__(self) -> "Held":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class Flusher:
     """Pushes the outbox of one engine to one target. Holds no queue state: the database does."""
 
@@ -112,73 +184,70 @@ class Flusher:
         behind the target's; a prefetched batch that is not sent is given back at once.
         """
         total = FlushReport()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim") as prefetch:
-            rows = self._claim()
+        with Held(self) as held, ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim") as prefetch:
+            rows = self._claim(held)
             while rows:
                 if (stop is not None and stop.is_set()) or (max_batches is not None and total.batches >= max_batches):
-                    self._give_back(rows)
+                    self._give_back(held, rows)
                     break
-                upcoming = prefetch.submit(self._claim)
+                upcoming = prefetch.submit(self._claim, held)
                 report = FlushReport(batches=1)
                 try:
-                    self._push(rows, report, batch_id=uuid.uuid4().hex[:16])
+                    self._push(held, rows, report, batch_id=uuid.uuid4().hex[:16])
                 except BaseException:
-                    self._give_back(upcoming.result())   # the batch that failed waits for its lease
+                    self._give_back(held, upcoming.result())   # the batch that failed waits for its lease
                     raise
-                rows = upcoming.result()
+                rows = held.keep(upcoming.result())
                 total += report
                 if not rows and not report.stopped:
                     # The prefetch ran while this batch was in flight: later versions of its orders
                     # were not due yet. They may be now.
-                    rows = self._claim()
+                    rows = self._claim(held)
                 if progress is not None:
                     progress(report)
                 if report.stopped:
-                    self._give_back(rows)
+                    self._give_back(held, rows)
                     break
         return total
 
     def flush_batch(self) -> FlushReport:
         """Claim one batch and push it; a report with batches=0 means nothing was due."""
-        rows = self._claim()
-        if not rows:
-            return FlushReport()
-        report = FlushReport(batches=1)
-        self._push(rows, report, batch_id=uuid.uuid4().hex[:16])
-        return report
+        with Held(self) as held:
+            rows = self._claim(held)
+            if not rows:
+                return FlushReport()
+            report = FlushReport(batches=1)
+            self._push(held, rows, report, batch_id=uuid.uuid4().hex[:16])
+            return report
 
-    def _claim(self) -> list[outbox.Claimed]:
+    def _claim(self, held: Held) -> list[outbox.Claimed]:
         with Session(self.engine) as s:
             rows = outbox.claim(s, self.owner, self.batch_size, self.lease, self.clock())
             s.commit()
-        return rows
+        return held.add(rows)
 
-    def _give_back(self, rows: list[outbox.Claimed]) -> None:
+    def _give_back(self, held: Held, rows: list[outbox.Claimed]) -> None:
         if rows:
             with Session(self.engine) as s:
                 outbox.release(s, [r.id for r in rows], self.owner, self.clock())
                 s.commit()
+            held.drop(r.id for r in rows)
 
-    def _push(self, rows: list[outbox.Claimed], report: FlushReport, batch_id: str) -> None:
+    def _push(self, held: Held, rows: list[outbox.Claimed], report: FlushReport, batch_id: str) -> None:
         queue = [rows]
-        claimed_at = time.monotonic()
-
-        def keep_lease() -> None:
-            nonlocal claimed_at
-            if time.monotonic() - claimed_at > self.lease / 3:
-                with Session(self.engine) as s:
-                    outbox.renew(s, [r.id for q in queue for r in q] + [r.id for r in part], self.owner,
-                                 self.lease, self.clock())
-                    s.commit()
-                claimed_at = time.monotonic()
-
         while queue:
-            part = queue.pop(0)
+            part = held.keep(queue.pop(0))
+            if not part:
+                continue
             try:
-                result = self.client.add_orders([r.payload for r in part], before_attempt=keep_lease)
+                result = self.client.add_orders([r.payload for r in part], before_attempt=lambda: held.check(part))
+            except LeaseLost:
+                queue.insert(0, part)       # sent without the rows that left (kept out by keep)
+                continue
             except BatchRejected as e:
                 if len(part) == 1:
                     self._settle(batch_id, report, failed={part[0].id: f"rejected by the target ({e.status}): {e.body[:1000]}"})
+                    held.drop([part[0].id])
                 else:   # halve it: the good halves go through, the bad order ends up alone
                     mid = len(part) // 2
                     queue[0:0] = [part[:mid], part[mid:]]
@@ -187,16 +256,19 @@ class Flusher:
             except RetriableAPIError as e:
                 rest = part + [r for q in queue for r in q]
                 self._settle(batch_id, report, retry=rest, error=str(e), retry_after=e.retry_after)
+                held.drop(r.id for r in rest)
                 report.unreachable = str(e)
                 log.warning("flush paused: %s (%d orders rescheduled)", e, len(rest))
                 return
             except CredentialsRefused as e:
                 rest = part + [r for q in queue for r in q]
                 self._settle(batch_id, report, release=rest, error=str(e))
+                held.drop(r.id for r in rest)
                 report.refused = str(e)
                 log.error("flush stopped: %s; %d orders stay pending", e, len(rest))
                 return
             self._settle_accepted(batch_id, report, part, result)
+            held.drop(r.id for r in part)
 
     def _settle_accepted(self, batch_id: str, report: FlushReport, part: list[outbox.Claimed],
                          result: AddOrdersResult) -> None:

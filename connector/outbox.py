@@ -317,12 +317,13 @@ def _mine(ids: Sequence[int], owner: str):
     return (_OUTBOX.c.id.in_(list(ids)), _OUTBOX.c.lease_owner == owner, _OUTBOX.c.state == IN_FLIGHT)
 
 
-def renew(session: Session, ids: Sequence[int], owner: str, lease_seconds: float, now: datetime) -> int:
-    """Extend the lease of rows still held (before a slow request)."""
+def renew(session: Session, ids: Sequence[int], owner: str, lease_seconds: float, now: datetime) -> set[int]:
+    """Extend the lease of the rows among `ids` this owner still holds; returns their ids (a row missing
+    from the answer was swept back to pending meanwhile and may belong to another daemon now)."""
     if not ids:
-        return 0
-    return session.execute(update(_OUTBOX).where(*_mine(ids, owner))
-                           .values(lease_until=now + timedelta(seconds=lease_seconds))).rowcount
+        return set()
+    session.execute(update(_OUTBOX).where(*_mine(ids, owner)).values(lease_until=now + timedelta(seconds=lease_seconds)))
+    return set(session.execute(select(_OUTBOX.c.id).where(*_mine(ids, owner))).scalars())
 
 
 def mark_sent(session: Session, ids: Sequence[int], owner: str, now: datetime) -> int:

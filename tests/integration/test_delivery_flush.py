@@ -1,17 +1,19 @@
 """Flushing the outbox into a fake add-orders target: per-order outcomes, splitting, backing off, stopping."""
 from __future__ import annotations
 
+import collections
 import json
+import time
 from datetime import timedelta
 
 import pytest
 import responses
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from connector import outbox
 from connector.client import CREDENTIALS_REFUSED, AddOrdersClient, RetryPolicy
-from connector.flush import Flusher, dead_local_owners, sweep
+from connector.flush import Flusher, Held, LeaseLost, dead_local_owners, sweep
 from connector.outbox import Version, enqueue
 from connector.store import FAILED, PENDING, SENT, OutboxRow, PushAttempt, init_db, make_engine, utcnow
 from tests.delivery_helpers import TARGET, FakeTarget, wire_order
@@ -170,6 +172,62 @@ def test_a_retry_after_of_ages_waits_a_week(engine, rsps):
     with Session(engine) as s:
         row = s.exec(select(OutboxRow)).scalars().one()
     assert outbox._aware(row.next_attempt_at) - clock.now == timedelta(days=7)
+
+
+def test_a_request_slower_than_the_lease_keeps_its_rows(engine, rsps):
+    """The heartbeat renews the lease while the request is on the wire: the sweep running meanwhile
+    takes nothing, the 200 is recorded, and no order reaches the target twice."""
+    target, posted = FakeTarget(), collections.Counter()
+
+    def slow(request):
+        for o in json.loads(request.body)["orders"]:
+            posted[o["externalOrderId"]] += 1
+        if target.requests == 0:
+            time.sleep(3)                               # 1.5 leases
+            assert sweep(engine, utcnow(), 30) == 0     # the scheduler's sweep job, mid-request
+        return target.callback(request)
+
+    rsps.add_callback("POST", f"{TARGET}/orders", callback=slow)
+    put(engine, [wire_order(i) for i in range(3)])
+    f = Flusher(engine, AddOrdersClient(TARGET, "k", retry=NO_WAIT), lease=2, schedule=(30,), max_attempts=5)
+    assert f.flush().sent == 3
+    assert set(posted.values()) == {1} and {v[0] for v in rows(engine).values()} == {SENT}
+
+
+def test_the_batch_claimed_ahead_keeps_its_lease_while_a_split_runs(engine, rsps):
+    target, posted = FakeTarget(poison={"O0"}), collections.Counter()
+
+    def slow(request):
+        for o in json.loads(request.body)["orders"]:
+            posted[o["externalOrderId"]] += 1
+        time.sleep(0.8)
+        sweep(engine, utcnow(), 30)
+        return target.callback(request)
+
+    rsps.add_callback("POST", f"{TARGET}/orders", callback=slow)
+    put(engine, [wire_order(i) for i in range(8)])      # O0 poisons the first batch: split into 5 requests
+    f = Flusher(engine, AddOrdersClient(TARGET, "k", retry=NO_WAIT), batch_size=4, lease=2, schedule=(30,),
+                max_attempts=5)
+    report = f.flush()
+    assert (report.sent, report.failed) == (7, 1)
+    assert all(posted[f"O{i}"] == 1 for i in range(4, 8)), dict(posted)
+
+
+def test_rows_whose_lease_was_lost_are_not_sent(engine):
+    """Should the heartbeat stall for a whole lease, rows swept and claimed by another daemon are theirs."""
+    put(engine, [wire_order(i) for i in range(3)])
+    f = flusher(engine)
+    with Held(f) as held:
+        claimed = f._claim(held)
+        with Session(engine) as s:          # the sweep, then another daemon's claim, took O1
+            s.execute(update(OutboxRow.__table__).where(OutboxRow.__table__.c.external_order_id == "O1")
+                      .values(lease_owner="other"))
+            s.commit()
+        held.renew()
+        with pytest.raises(LeaseLost):
+            held.check(claimed)
+        assert [r.external_order_id for r in held.keep(claimed)] == ["O0", "O2"]
+        assert held.ids == {r.id for r in claimed if r.external_order_id != "O1"}
 
 
 def test_conflict_means_already_applied(engine, rsps):

@@ -20,14 +20,14 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from connector import outbox
+from connector import cursors, outbox
 from connector.client import AddOrdersClient, AddOrdersResult, Attempt, BatchRejected, CredentialsRefused
 from connector.errors import RetriableAPIError
 from connector.store import PushAttempt, utcnow
@@ -86,6 +86,20 @@ class FlushReport:
         self.refused = other.refused or self.refused
         self.errors += other.errors
         return self
+
+
+# A target's Retry-After holds for every order, not only the batch it answered: it is kept in the store
+# (a cursors row), so the next flush tick, another daemon on the same database and the next
+# `daemon --once` from cron all wait until then.
+PAUSE_SHOP, PAUSE_NAME = "", "target-retry-after"
+
+
+def paused_until(engine: Engine, now: datetime) -> datetime | None:
+    """When the target said it will take orders again, if that is still ahead of `now`."""
+    with Session(engine) as s:
+        value = cursors.read(s, PAUSE_SHOP, PAUSE_NAME)
+    until = datetime.fromisoformat(value["until"]) if value else None
+    return until if until is not None and until > now else None
 
 
 class LeaseLost(Exception):
@@ -184,6 +198,8 @@ class Flusher:
         behind the target's; a prefetched batch that is not sent is given back at once.
         """
         total = FlushReport()
+        if (paused := self._paused()) is not None:
+            return paused
         with Held(self) as held, ThreadPoolExecutor(max_workers=1, thread_name_prefix="claim") as prefetch:
             rows = self._claim(held)
             while rows:
@@ -212,6 +228,8 @@ class Flusher:
 
     def flush_batch(self) -> FlushReport:
         """Claim one batch and push it; a report with batches=0 means nothing was due."""
+        if (paused := self._paused()) is not None:
+            return paused
         with Held(self) as held:
             rows = self._claim(held)
             if not rows:
@@ -219,6 +237,13 @@ class Flusher:
             report = FlushReport(batches=1)
             self._push(held, rows, report, batch_id=uuid.uuid4().hex[:16])
             return report
+
+    def _paused(self) -> FlushReport | None:
+        until = paused_until(self.engine, self.clock())
+        if until is None:
+            return None
+        return FlushReport(unreachable=f"the target asked to wait (Retry-After) until "
+                                       f"{until.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
 
     def _claim(self, held: Held) -> list[outbox.Claimed]:
         with Session(self.engine) as s:
@@ -296,6 +321,9 @@ class Flusher:
         with Session(self.engine) as s:
             report.sent += outbox.mark_sent(s, sent, self.owner, now)
             report.failed += outbox.mark_failed(s, failed or {}, self.owner, now)
+            if retry_after:
+                until = now + timedelta(seconds=retry_after)
+                cursors.write(s, PAUSE_SHOP, PAUSE_NAME, {"until": until.isoformat()})
             if retry:
                 back, gave_up = outbox.mark_retry(s, retry, self.owner, now, error, schedule=self.schedule,
                                                   max_attempts=self.max_attempts, retry_after=retry_after)

@@ -46,6 +46,7 @@ def status(engine, args, config) -> int:
     from sqlalchemy.orm import Session
 
     from connector import outbox
+    from connector.flush import paused_until
     from connector.store import utcnow
     now = utcnow()
     with Session(engine) as s:
@@ -54,6 +55,8 @@ def status(engine, args, config) -> int:
     print(f"pending {c['pending']} (due now {st.due}), in flight {c['in_flight']}, sent {c['sent']}, failed {c['failed']}")
     print(f"oldest pending: {_age(st.oldest_pending, now) + ' ago' if st.oldest_pending else 'none'}"
           + (f"; next retry at {st.next_retry:%Y-%m-%d %H:%M:%S} UTC" if st.next_retry else ""))
+    if (until := paused_until(engine, now)) is not None:
+        print(f"pushing paused: the target asked to wait (Retry-After) until {until:%Y-%m-%d %H:%M:%S} UTC")
     print(f"last error: {st.last_error or 'none'}")
     return 0
 

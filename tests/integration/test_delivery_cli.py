@@ -103,6 +103,21 @@ def test_push_stops_when_the_credentials_are_refused(cfg, tmp_path, capsys):
     assert "the target refused the credentials" in capsys.readouterr().out
 
 
+def test_a_retry_after_shows_in_the_status_and_holds_the_next_push(cfg, tmp_path, capsys):
+    f = tmp_path / "o.jsonl"
+    f.write_text("\n".join(json.dumps(wire_order(i)) for i in range(3)))
+    ob(cfg, "enqueue", str(f))
+    with responses.RequestsMock() as rsps:
+        target = FakeTarget(faults=[(429, "slow down", {"Retry-After": "3600"})]).install(rsps)
+        ob(cfg, "push", "-q")
+        capsys.readouterr()
+        ob(cfg, "push", "-q")                   # the next run, from cron: it does not knock again
+        assert target.requests == 1
+    assert "Retry-After" in capsys.readouterr().out
+    assert ob(cfg, "outbox", "status") == 0
+    assert "pushing paused: the target asked to wait (Retry-After) until" in capsys.readouterr().out
+
+
 def test_outbox_requires_ids_for_requeue(cfg, capsys):
     assert ob(cfg, "outbox", "requeue") == 2
     assert "give ids, or --all-failed" in capsys.readouterr().err

@@ -39,7 +39,7 @@ class Clock:
     """Time passed in: tests move it by hand."""
 
     def __init__(self):
-        self.now = utcnow() + timedelta(seconds=1)
+        self.now = self.start = utcnow() + timedelta(seconds=1)
 
     def __call__(self):
         return self.now
@@ -129,6 +129,23 @@ def test_retry_after_longer_than_the_schedule_is_honoured(engine, rsps):
     assert f.flush().batches == 0
     clock.now += timedelta(seconds=500)
     assert f.flush().sent == 1
+
+
+def test_retry_after_holds_for_every_order_and_every_daemon(engine, rsps):
+    """A 429 with Retry-After: 600 on one batch: no flush (the next tick, another daemon, a cron run)
+    sends anything before the 600 s are up; then everything goes."""
+    target = FakeTarget(faults=[(429, "slow down", {"Retry-After": "600"})]).install(rsps)
+    put(engine, [wire_order(i) for i in range(6)])
+    clock = Clock()
+    assert flusher(engine, clock, batch_size=2).flush().retried == 2
+    for later in (10, 300, 590):
+        clock.now += timedelta(seconds=later - (clock.now - clock.start).total_seconds())
+        report = flusher(engine, clock, batch_size=2).flush()      # a new daemon each time
+        assert report.batches == 0 and "Retry-After" in report.unreachable
+        assert flusher(engine, clock, batch_size=2).flush_batch().batches == 0
+    assert target.requests == 1
+    clock.now += timedelta(seconds=11)
+    assert flusher(engine, clock, batch_size=2).flush().sent == 6 and target.requests == 4
 
 
 def test_refused_credentials_stop_and_leave_rows_pending(engine, rsps, caplog):

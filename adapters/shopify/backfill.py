@@ -52,19 +52,20 @@ def search_for(since: date | datetime | str | None) -> str:
     return f"updated_at:>='{text}'"
 
 
-def check_scopes(client: ShopifyClient, progress: bool) -> bool:
-    """Warn when the token lacks read_all_orders: Shopify then shows only the last 60 days."""
+def check_scopes(client: ShopifyClient, progress: bool) -> tuple[bool, str | None]:
+    """Warn when the token lacks read_all_orders (Shopify then shows only the last 60 days); also the
+    shop's time zone, for the orders' dates (None when it could not be read: dates stay in UTC)."""
     try:
-        data = client.query(gql.SCOPES_QUERY, name="Scopes", cost=1)
+        data = client.query(gql.SCOPES_QUERY, name="Scopes", cost=2)
     except (FatalAPIError, RetriableAPIError) as e:
         _say(progress, f"could not read the token's scopes ({e}); continuing")
-        return True
+        return True, None
     scopes = {s.get("handle") for s in ((data.get("currentAppInstallation") or {}).get("accessScopes") or ())}
     if "read_all_orders" not in scopes:
         _say(progress, "WARNING: the access token lacks the read_all_orders scope, so Shopify shows only the last "
                        "60 days of orders; request read_all_orders for the full history.")
-        return False
-    return True
+        return False, gql.shop_timezone(data)
+    return True, gql.shop_timezone(data)
 
 
 def start(client: ShopifyClient, search: str) -> str:
@@ -87,8 +88,9 @@ def wait(client: ShopifyClient, op_id: str, *, interval: float, sleep: Callable[
         sleep(interval)
 
 
-def orders_from_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
-    """(line number after the order, order) for each order; children follow their parent (`__parentId`)."""
+def orders_from_jsonl(lines: Iterable[str], tz: str | None = None) -> Iterator[tuple[int, dict]]:
+    """(line number after the order, order) for each order; children follow their parent (`__parentId`).
+    `tz`: the shop's time zone (gql.order_from_node)."""
     current, lines_of, ships, n = None, [], [], 0
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -97,7 +99,7 @@ def orders_from_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
         parent = row.get("__parentId")
         if parent is None:
             if current is not None:
-                yield n - 1, gql.order_from_node(current, lines_of, ships)
+                yield n - 1, gql.order_from_node(current, lines_of, ships, tz)
             current, lines_of, ships = row, [], []
         elif current is None or parent != current.get("id"):
             raise ValueError(f"JSONL line {n}: child of {parent} does not follow its parent")
@@ -106,7 +108,7 @@ def orders_from_jsonl(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
         else:
             lines_of.append(row)
     if current is not None:
-        yield n, gql.order_from_node(current, lines_of, ships)
+        yield n, gql.order_from_node(current, lines_of, ships, tz)
 
 
 def _stream(url: str) -> Iterator[str]:
@@ -116,10 +118,11 @@ def _stream(url: str) -> Iterator[str]:
             yield line
 
 
-def ingest(engine: Engine, shop, state: dict, url: str, progress: bool, chunk: int = CHUNK) -> int:
+def ingest(engine: Engine, shop, state: dict, url: str, progress: bool, chunk: int = CHUNK,
+           tz: str | None = None) -> int:
     """Enqueue the operation's orders from line `state['lines']` on, `chunk` orders per commit."""
     skip, total, batch, last = int(state.get("lines", 0)), 0, [], 0
-    for line_no, order in orders_from_jsonl(_stream(url)):
+    for line_no, order in orders_from_jsonl(_stream(url), tz):
         if line_no <= skip:
             continue
         batch.append(order)
@@ -146,7 +149,7 @@ def run(engine: Engine, shop, *, since=None, progress: bool = True, client: Shop
         interval: float = 5.0, sleep: Callable[[float], None] = time.sleep, chunk: int = CHUNK) -> int:
     """Pull the shop's order history into the outbox; returns the number of versions enqueued."""
     client = client or ShopifyClient.for_shop(shop)
-    check_scopes(client, progress)
+    _, tz = check_scopes(client, progress)
     with Session(engine) as s:
         state = cursors.read(s, shop.name, CURSOR) or {}
     search = search_for(since)
@@ -167,7 +170,7 @@ def run(engine: Engine, shop, *, since=None, progress: bool = True, client: Shop
         raise RetriableAPIError(f"bulk operation {state['operation_id']} ended {node.get('status') or 'unknown'}"
                                 f" ({node.get('errorCode') or 'no error code'}); run backfill again to start a new one")
     try:
-        total = ingest(engine, shop, state, node["url"], progress, chunk)
+        total = ingest(engine, shop, state, node["url"], progress, chunk, tz)
     except requests.HTTPError as e:
         # The result URL expires after 7 days: the next run starts a new operation.
         _save(engine, shop, {**state, "done": True, "result": f"download failed: {e}"})

@@ -5,8 +5,10 @@ GraphQL nodes into that shape keeps one translation path and one set of expectat
 """
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MONEY = "{ shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }"
 ADDRESS = "{ firstName lastName phone address1 address2 city province zip country }"
@@ -27,6 +29,7 @@ SHIPPING_FIELDS = f"id title originalPriceSet {MONEY} discountedPriceSet {MONEY}
 
 ORDERS_QUERY = f"""
 query Orders($first: Int!, $after: String, $query: String, $lineItems: Int!) {{
+  shop {{ ianaTimezone }}
   orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
     pageInfo {{ hasNextPage endCursor }}
     nodes {{ {ORDER_FIELDS}
@@ -43,6 +46,7 @@ query OrderLineItems($id: ID!, $after: String) {{
 
 ORDER_QUERY = f"""
 query Order($id: ID!, $lineItems: Int!) {{
+  shop {{ ianaTimezone }}
   order(id: $id) {{ {ORDER_FIELDS}
     shippingLines(first: 5) {{ nodes {{ {SHIPPING_FIELDS} }} }}
     lineItems(first: $lineItems) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }}
@@ -51,6 +55,7 @@ query Order($id: ID!, $lineItems: Int!) {{
 
 CHECKOUTS_QUERY = f"""
 query AbandonedCheckouts($first: Int!, $after: String, $query: String) {{
+  shop {{ ianaTimezone }}
   abandonedCheckouts(first: $first, after: $after, query: $query) {{
     pageInfo {{ hasNextPage endCursor }}
     nodes {{
@@ -69,7 +74,7 @@ query Products($ids: [ID!]!) {
   nodes(ids: $ids) { ... on Product { id legacyResourceId onlineStoreUrl productType description featuredImage { url } } }
 }"""
 
-SCOPES_QUERY = "query Scopes { currentAppInstallation { accessScopes { handle } } }"
+SCOPES_QUERY = "query Scopes { currentAppInstallation { accessScopes { handle } } shop { ianaTimezone } }"
 
 # Bulk queries take no `first` on nested connections; nested rows come back as their own JSONL
 # lines carrying `__parentId` (reference/shopify.md section 4.4).
@@ -158,12 +163,35 @@ def shipping_line(n: Mapping) -> dict:
             "discounted_price": _shop_amount(n.get("discountedPriceSet")), "discounted_price_set": _set(n.get("discountedPriceSet"))}
 
 
-_FULFILMENT = {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial", "UNFULFILLED": None, "RESTOCKED": "restocked"}
+# displayFulfillmentStatus → REST's fulfillment_status, which knows only these (null otherwise): an order
+# IN_PROGRESS or ON_HOLD reads the same by poll as by webhook.
+_FULFILMENT = {"FULFILLED": "fulfilled", "PARTIALLY_FULFILLED": "partial", "RESTOCKED": "restocked"}
+
+
+def shop_timezone(data: Mapping | None) -> str | None:
+    """`shop { ianaTimezone }` from a query's data, when asked for and answered."""
+    tz = ((data or {}).get("shop") or {}).get("ianaTimezone")
+    return tz if isinstance(tz, str) and tz else None
+
+
+def local_time(value: Any, tz: str | None) -> Any:
+    """A GraphQL DateTime (always UTC, `...Z`) in the shop's time zone, written as REST and webhooks
+    write it (`2025-01-23T05:18:47-05:00`): the same order state then has the same content whichever
+    way it came, and a poll overlap re-reading a webhook's order enqueues nothing. Unchanged when the
+    time zone is unknown or the value is not a date."""
+    if not tz or not isinstance(value, str) or not value:
+        return value
+    try:
+        zone = ZoneInfo(tz)
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(zone).isoformat()
+    except (ValueError, ZoneInfoNotFoundError):
+        return value
 
 
 def order_from_node(n: Mapping, line_items: Iterable[Mapping] | None = None,
-                    shipping_lines: Iterable[Mapping] | None = None) -> dict:
-    """A GraphQL `Order` node (paginated or bulk) in the webhook/REST shape `translate` reads."""
+                    shipping_lines: Iterable[Mapping] | None = None, tz: str | None = None) -> dict:
+    """A GraphQL `Order` node (paginated or bulk) in the webhook/REST shape `translate` reads; `tz`: the
+    shop's time zone (shop_timezone), for dates as webhooks write them."""
     lines = list(line_items) if line_items is not None else _nodes(n.get("lineItems"))
     ships = list(shipping_lines) if shipping_lines is not None else _nodes(n.get("shippingLines"))
     fin = n.get("displayFinancialStatus")
@@ -171,15 +199,16 @@ def order_from_node(n: Mapping, line_items: Iterable[Mapping] | None = None,
     return {
         "id": n.get("legacyResourceId") or legacy_id(n.get("id")),
         "name": n.get("name"), "email": n.get("email"), "phone": n.get("phone"),
-        "created_at": n.get("createdAt"), "processed_at": n.get("processedAt"), "updated_at": n.get("updatedAt"),
-        "cancelled_at": n.get("cancelledAt"), "cancel_reason": (n.get("cancelReason") or "").lower() or None,
-        "closed_at": n.get("closedAt"), "test": n.get("test"),
+        "created_at": local_time(n.get("createdAt"), tz), "processed_at": local_time(n.get("processedAt"), tz),
+        "updated_at": local_time(n.get("updatedAt"), tz), "cancelled_at": local_time(n.get("cancelledAt"), tz),
+        "cancel_reason": (n.get("cancelReason") or "").lower() or None,
+        "closed_at": local_time(n.get("closedAt"), tz), "test": n.get("test"),
         "currency": n.get("currencyCode"), "presentment_currency": n.get("presentmentCurrencyCode"),
         "taxes_included": n.get("taxesIncluded"), "source_name": n.get("sourceName"),
         "payment_gateway_names": n.get("paymentGatewayNames") or [],
         "discount_codes": [{"code": c} for c in n.get("discountCodes") or ()],
         "financial_status": fin.lower() if isinstance(fin, str) else None,
-        "fulfillment_status": _FULFILMENT.get(ful, ful.lower() if isinstance(ful, str) else None),
+        "fulfillment_status": _FULFILMENT.get(ful) if isinstance(ful, str) else None,
         "total_price": _shop_amount(n.get("totalPriceSet")), "total_price_set": _set(n.get("totalPriceSet")),
         "total_discounts": _shop_amount(n.get("totalDiscountsSet")), "total_discounts_set": _set(n.get("totalDiscountsSet")),
         "total_tax": _shop_amount(n.get("totalTaxSet")), "total_tax_set": _set(n.get("totalTaxSet")),
@@ -191,8 +220,8 @@ def order_from_node(n: Mapping, line_items: Iterable[Mapping] | None = None,
     }
 
 
-def checkout_from_node(n: Mapping) -> dict:
-    """A GraphQL `AbandonedCheckout` node in the REST `checkouts.json` shape."""
+def checkout_from_node(n: Mapping, tz: str | None = None) -> dict:
+    """A GraphQL `AbandonedCheckout` node in the REST `checkouts.json` shape (`tz` as for order_from_node)."""
     lines = []
     for li in _nodes(n.get("lineItems")):
         qty = li.get("quantity") or 0
@@ -208,7 +237,8 @@ def checkout_from_node(n: Mapping) -> dict:
                       "discount_allocations": [{"amount": discount}] if discount and Decimal(discount) > 0 else []})
     return {
         "id": legacy_id(n.get("id")), "name": n.get("name"), "abandoned_checkout_url": n.get("abandonedCheckoutUrl"),
-        "created_at": n.get("createdAt"), "updated_at": n.get("updatedAt"), "completed_at": n.get("completedAt"),
+        "created_at": local_time(n.get("createdAt"), tz), "updated_at": local_time(n.get("updatedAt"), tz),
+        "completed_at": local_time(n.get("completedAt"), tz),
         "taxes_included": n.get("taxesIncluded"),
         "currency": ((n.get("totalPriceSet") or {}).get("shopMoney") or {}).get("currencyCode"),
         "presentment_currency": ((n.get("totalPriceSet") or {}).get("presentmentMoney") or {}).get("currencyCode"),

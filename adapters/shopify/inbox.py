@@ -97,7 +97,7 @@ def fetch_order(shop, order_id: str) -> dict | None:
     data = client.query(gql.ORDER_QUERY, {"id": f"gid://shopify/Order/{order_id}", "lineItems": max(li, 50)},
                         name="Order", cost=1 + 13 + 3 * max(li, 50))
     node = data.get("order")
-    return gql.order_from_node(node) if node else None
+    return gql.order_from_node(node, tz=gql.shop_timezone(data)) if node else None
 
 
 def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:

@@ -49,8 +49,11 @@ def order_node_cost(line_items: int) -> int:
     return 4 + (2 + 5) + (2 + 3 * line_items)
 
 
+PAGE_OVERHEAD = 3       # a page query's own cost: the connection (2) and `shop { ianaTimezone }` (1)
+
+
 def page_size(per_node: float, budget: float = MAX_QUERY_COST) -> int:
-    return max(1, min(MAX_PAGE, int((budget - 2) // max(per_node, 1))))
+    return max(1, min(MAX_PAGE, int((budget - PAGE_OVERHEAD) // max(per_node, 1))))
 
 
 # ---- products (optional enrichment) -------------------------------------------------------------
@@ -162,14 +165,15 @@ class Poller:
         per_node = self.client.requested.get("Orders/node") or order_node_cost(li)
         first = self._first(per_node)
         data = self.client.query(gql.ORDERS_QUERY, {"first": first, "after": state.get("after"), "query": self.search(state),
-                                                    "lineItems": li}, name="Orders", cost=2 + first * per_node)
+                                                    "lineItems": li}, name="Orders", cost=PAGE_OVERHEAD + first * per_node)
         if self.client.requested.get("Orders"):
-            self.client.requested["Orders/node"] = max(1.0, (self.client.requested["Orders"] - 2) / first)
+            self.client.requested["Orders/node"] = max(1.0, (self.client.requested["Orders"] - PAGE_OVERHEAD) / first)
         conn = data.get("orders") or {}
         nodes = [n for n in conn.get("nodes") or () if n]
-        return [self._complete(n) for n in nodes], conn.get("pageInfo") or {}
+        tz = gql.shop_timezone(data)
+        return [self._complete(n, tz) for n in nodes], conn.get("pageInfo") or {}
 
-    def _complete(self, node: dict) -> dict:
+    def _complete(self, node: dict, tz: str | None) -> dict:
         """The order with all its line items: more than `line_items_per_order` need extra pages."""
         lines = list(((node.get("lineItems") or {}).get("nodes")) or ())
         info = (node.get("lineItems") or {}).get("pageInfo") or {}
@@ -179,16 +183,17 @@ class Poller:
             conn = (data.get("order") or {}).get("lineItems") or {}
             lines += conn.get("nodes") or []
             info = conn.get("pageInfo") or {}
-        return gql.order_from_node(node, line_items=lines)
+        return gql.order_from_node(node, line_items=lines, tz=tz)
 
     def fetch_checkouts(self, state: dict) -> tuple[list[dict], dict]:
         per_node = 4 + 2 + 20 * 3
         first = self._first(per_node)
         data = self.client.query(gql.CHECKOUTS_QUERY,
                                  {"first": first, "after": state.get("after"), "query": self.search(state)},
-                                 name="AbandonedCheckouts", cost=2 + first * per_node)
+                                 name="AbandonedCheckouts", cost=PAGE_OVERHEAD + first * per_node)
         conn = data.get("abandonedCheckouts") or {}
-        return [gql.checkout_from_node(n) for n in conn.get("nodes") or () if n], conn.get("pageInfo") or {}
+        tz = gql.shop_timezone(data)
+        return [gql.checkout_from_node(n, tz) for n in conn.get("nodes") or () if n], conn.get("pageInfo") or {}
 
     def _first(self, per_node: float) -> int:
         """The page size: a full page, or what the bucket holds right now when that is at least a quarter

@@ -119,7 +119,7 @@ def _probe(shop) -> str:
         return check(shop)
     from adapters.shopify import graphql
     from adapters.shopify.client import ShopifyClient
-    data = ShopifyClient.for_shop(shop, max_attempts=1, timeout=15).query(graphql.SCOPES_QUERY, name="Scopes", cost=1)
+    data = ShopifyClient.for_shop(shop, max_attempts=1, timeout=15).query(graphql.SCOPES_QUERY, name="Scopes", cost=2)
     scopes = {s.get("handle") for s in ((data.get("currentAppInstallation") or {}).get("accessScopes") or ())}
     if "read_all_orders" not in scopes:
         return "Admin API reachable; the token lacks read_all_orders, so only the last 60 days are readable"

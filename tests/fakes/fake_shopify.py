@@ -53,15 +53,23 @@ def _addr(a: dict | None) -> dict | None:
 _FUL = {None: "UNFULFILLED", "fulfilled": "FULFILLED", "partial": "PARTIALLY_FULFILLED", "restocked": "RESTOCKED"}
 
 
+def utc(value: Any) -> Any:
+    """A REST date (shop's offset) as GraphQL's DateTime writes the same instant: UTC, with Z."""
+    if not isinstance(value, str) or not value:
+        return value
+    return datetime.fromisoformat(value).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def node_from_rest(o: dict) -> dict:
     """A REST/webhook order as the GraphQL Admin API would show it (the fields orderbridge asks for)."""
     cur = o.get("currency") or "USD"
     c = o.get("customer")
     return {
         "id": f"gid://shopify/Order/{o['id']}", "legacyResourceId": str(o["id"]), "name": o.get("name"),
-        "email": o.get("email"), "phone": o.get("phone"), "createdAt": o.get("created_at"),
-        "processedAt": o.get("processed_at"), "updatedAt": o.get("updated_at"), "cancelledAt": o.get("cancelled_at"),
-        "cancelReason": (o.get("cancel_reason") or "").upper() or None, "closedAt": o.get("closed_at"), "test": o.get("test"),
+        "email": o.get("email"), "phone": o.get("phone"), "createdAt": utc(o.get("created_at")),
+        "processedAt": utc(o.get("processed_at")), "updatedAt": utc(o.get("updated_at")),
+        "cancelledAt": utc(o.get("cancelled_at")), "cancelReason": (o.get("cancel_reason") or "").upper() or None,
+        "closedAt": utc(o.get("closed_at")), "test": o.get("test"),
         "currencyCode": cur, "presentmentCurrencyCode": o.get("presentment_currency") or cur,
         "taxesIncluded": o.get("taxes_included"), "sourceName": o.get("source_name"),
         "paymentGatewayNames": o.get("payment_gateway_names") or ([o["gateway"]] if o.get("gateway") else []),
@@ -119,8 +127,8 @@ def checkout_node_from_rest(c: dict) -> dict:
     cust = c.get("customer")
     return {
         "id": f"gid://shopify/AbandonedCheckout/{c.get('id') or 1}", "name": c.get("name"),
-        "abandonedCheckoutUrl": c.get("abandoned_checkout_url"), "createdAt": c.get("created_at"), "updatedAt": c.get("updated_at"),
-        "completedAt": c.get("completed_at"), "taxesIncluded": c.get("taxes_included"),
+        "abandonedCheckoutUrl": c.get("abandoned_checkout_url"), "createdAt": utc(c.get("created_at")),
+        "updatedAt": utc(c.get("updated_at")), "completedAt": utc(c.get("completed_at")), "taxesIncluded": c.get("taxes_included"),
         "totalPriceSet": _money(c.get("total_price"), cur), "totalDiscountSet": _money(c.get("total_discounts"), cur),
         "totalTaxSet": _money(c.get("total_tax"), cur),
         "customer": None if not cust else {"legacyResourceId": str(cust["id"]), "email": cust.get("email") or c.get("email"),
@@ -206,7 +214,7 @@ class FakeShopify:
     def __init__(self, orders: Iterable[dict] = (), checkouts: Iterable[dict] = (), *, bucket_size: float = 1000,
                  restore_rate: float = 100, scopes: tuple[str, ...] = ("read_orders", "read_all_orders", "read_products"),
                  bulk_polls_until_done: int = 1, products: dict[str, dict] | None = None,
-                 break_download_after_lines: int | None = None):
+                 break_download_after_lines: int | None = None, iana_timezone: str = "America/New_York"):
         self.orders = sorted(orders, key=lambda n: (_ts(n), n["id"]))
         self.checkouts = list(checkouts)
         self.bucket = Bucket(bucket_size, restore_rate)
@@ -215,6 +223,7 @@ class FakeShopify:
         self.bulk_polls_until_done = bulk_polls_until_done
         self.break_download_after_lines = break_download_after_lines   # the next download dies after this many lines
         self.bulk_ops: dict[str, dict] = {}
+        self.timezone = iana_timezone            # the shop's, for `shop { ianaTimezone }` (the fixtures' offsets)
         self.stats = {"requests": 0, "served": 0, "throttled": 0, "bulk_started": 0}
         self.fail_requests: set[int] = set()     # request numbers (1-based) answered with a 500
         self.app = self._build()
@@ -285,7 +294,10 @@ class FakeShopify:
                                                                                "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
                             "extensions": {"cost": cost}})
         self.stats["served"] += 1
-        return jsonify({"data": result["v"][0], "extensions": {"cost": cost}})
+        data = result["v"][0]
+        if "ianaTimezone" in query:
+            data = {**data, "shop": {"ianaTimezone": self.timezone}}
+        return jsonify({"data": data, "extensions": {"cost": cost}})
 
     def _select(self, rows: list[dict], search: str | None) -> list[dict]:
         lo, hi = _window(search)

@@ -42,6 +42,8 @@ def test_backfill_reads_orders_with_their_line_items(engine, make_shop):
         assert run(engine, make_shop(fake)) == 6
     rows = {r.external_order_id: json.loads(r.payload) for r in outbox(engine)}
     assert rows["6198821716268"]["status"] == "CANCELLED" and rows["6198821716268"]["items"][0]["cost"] == 99
+    # in the shop's time zone, as the webhook wrote it: a backfill re-reading webhook orders adds no version
+    assert rows["6198821716268"]["date"] == cancelled["processed_at"] == "2025-01-23T05:18:47-05:00"
     assert [len(rows[str(10_000 + i)]["items"]) for i in range(5)] == [1, 2, 3, 1, 2]
 
 

@@ -11,6 +11,7 @@ from adapters.shopify import graphql as gql
 from adapters.shopify.translate import (Product, checkout_key, order_status, translate_checkout, translate_order)
 from connector.config import from_dict
 from connector.errors import ConfigError
+from connector.format import content_hash, parse_date
 from tests.conftest import FIXTURES
 from tests.fakes.fake_shopify import checkout_node_from_rest, node_from_rest
 
@@ -151,17 +152,40 @@ def test_checkout_key_from_recovery_url_when_token_is_missing():
     assert checkout_key(gql.checkout_from_node(node)) == "2a1ace52255252df566af0faaedfbfa7"
 
 
+SHOP_ZONE = "America/New_York"      # the fixtures' shops write -05:00 in winter, -04:00 in summer
+
+
 @pytest.mark.parametrize("name", [GUEST, CANCELLED])
 def test_graphql_node_translates_like_the_webhook(name):
-    """Poll and webhook must give the same version, or one order would make two events."""
+    """Poll and webhook must give the same version, or one order would make two events. GraphQL writes
+    dates in UTC; in the shop's time zone they read as the webhook wrote them."""
     rest = fixture(name)
-    polled = translate_order(gql.order_from_node(node_from_rest(rest)), shop())
+    node = node_from_rest(rest)
+    assert node["createdAt"].endswith("Z")
+    polled = translate_order(gql.order_from_node(node, tz=SHOP_ZONE), shop())
     assert polled.wire == translate_order(rest, shop()).wire
+    assert content_hash(polled.wire) == content_hash(translate_order(rest, shop()).wire)
+    unknown = translate_order(gql.order_from_node(node), shop())          # no time zone: the same instant, in UTC
+    assert parse_date(unknown.wire["date"]) == parse_date(polled.wire["date"])
+
+
+@pytest.mark.parametrize("display, rest", [("FULFILLED", "fulfilled"), ("PARTIALLY_FULFILLED", "partial"),
+                                           ("RESTOCKED", "restocked"), ("UNFULFILLED", None), ("IN_PROGRESS", None),
+                                           ("ON_HOLD", None), ("SCHEDULED", None), (None, None)])
+def test_graphql_fulfilment_reads_as_rest_writes_it(display, rest):
+    """REST (and so every webhook) knows only fulfilled, partial, restocked and null."""
+    node = {**node_from_rest(fixture(GUEST)), "displayFulfillmentStatus": display}
+    assert gql.order_from_node(node)["fulfillment_status"] == rest
+
+
+def test_a_bad_time_zone_leaves_the_dates_in_utc():
+    node = node_from_rest(fixture(GUEST))
+    assert gql.order_from_node(node, tz="Mars/Olympus")["created_at"] == node["createdAt"]
 
 
 def test_graphql_checkout_translates_like_rest():
     rest = fixture("rest_abandoned_checkouts_list_shopify_python_api.json")["checkouts"][0]
-    polled = translate_checkout(gql.checkout_from_node(checkout_node_from_rest(rest)), shop())
+    polled = translate_checkout(gql.checkout_from_node(checkout_node_from_rest(rest), SHOP_ZONE), shop())
     expected = {k: v for k, v in CHECKOUT_REST_WIRE.items() if k not in ("shipping", "deliveryMethod")}
     expected["additionalInfo"] = {"orderNumber": "#450789469"}
     assert polled.wire == expected

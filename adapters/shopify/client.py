@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_VERSION = "2025-01"
 RETRY, WAIT, FATAL = "retry", "wait", "fatal"
+MAX_WAIT = 60.0     # a longer Retry-After ends this run (the poll resumes from its cursor next time)
 
 # HTTP status → what to do. 429 is Shopify's REST throttle (and possibly GraphQL's: reference/shopify.md
 # section 7 leaves it open), so it waits; 5xx are the shop's trouble and are retried a few times.
@@ -71,7 +72,7 @@ class ShopifyClient:
         failures = throttled = 0
         while True:
             self.pacer.before(expected)
-            status, body = self._post(text, variables)
+            status, body, retry_after = self._post(text, variables)
             if status == 200 and isinstance(body, dict):
                 cost_info = (body.get("extensions") or {}).get("cost") or {}
                 if _is_throttled(body):
@@ -89,39 +90,45 @@ class ShopifyClient:
                 _raise_errors(body, name)
                 return body.get("data") or {}
             failures += 1
-            self._after_failure(status, body, name, failures)
+            self._after_failure(status, body, name, failures, retry_after)
 
-    def _post(self, text: str, variables) -> tuple[int, Any]:
+    def _post(self, text: str, variables) -> tuple[int, Any, float | None]:
+        """(status, JSON body or text, Retry-After in seconds): Shopify's 429 bodies are JSON too."""
         self.calls += 1
         try:
             r = self.http.post(self.url, json={"query": text, "variables": dict(variables or {})},
                                headers={"X-Shopify-Access-Token": self.token, "Content-Type": "application/json"},
                                timeout=self.timeout)
         except requests.RequestException as e:
-            return 0, f"{type(e).__name__}: {e}"
+            return 0, f"{type(e).__name__}: {e}", None
+        retry_after = _retry_after(r.headers.get("Retry-After"))
         try:
-            return r.status_code, r.json()
+            return r.status_code, r.json(), retry_after
         except ValueError:
-            return r.status_code, {"_retry_after": r.headers.get("Retry-After"), "_text": r.text[:300]}
+            return r.status_code, {"_text": r.text[:300]}, retry_after
 
-    def _after_failure(self, status: int, body: Any, name: str, failures: int) -> None:
+    def _after_failure(self, status: int, body: Any, name: str, failures: int, retry_after: float | None) -> None:
         action = ACTIONS.get(status, RETRY if status == 0 or status >= 500 else FATAL)
         if action == FATAL:
             hint = FATAL_HINTS.get(status, "the request was refused")
             raise FatalAPIError(f"Shopify answered {status} to {name or 'a query'}: {hint}", status=status, body=str(body)[:500])
         if failures >= self.max_attempts:
             raise RetriableAPIError(f"Shopify {name or 'query'} failed {failures} times (last: {status or body})", status=status or None)
-        retry_after = _retry_after(body)
+        if action == WAIT and retry_after and retry_after > MAX_WAIT:
+            raise RetriableAPIError(f"Shopify asks {name or 'the query'} to wait {retry_after:.0f} s", status=status,
+                                    retry_after=retry_after)
         delay = retry_after if action == WAIT and retry_after else min(2.0 ** failures, 30.0)
         log.warning("shopify %s: %s, retrying in %.1fs", name or "query", status or body, delay)
         self.sleep(delay)
 
 
-def _retry_after(body: Any) -> float | None:
+def _retry_after(header: str | None) -> float | None:
+    """Shopify's Retry-After: seconds, often with a fraction (`2.0`)."""
     try:
-        return float(body.get("_retry_after")) if isinstance(body, dict) and body.get("_retry_after") else None
-    except (TypeError, ValueError):
+        value = float(header) if header else None
+    except ValueError:
         return None
+    return value if value is not None and 0 <= value < float("inf") else None
 
 
 def _is_throttled(body: Mapping) -> bool:

@@ -148,3 +148,22 @@ def test_refused_token_is_a_fatal_error_that_names_the_setting(engine, make_shop
             poll(engine, shop, now=NOW)
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(OutboxRow)) == 0
+
+
+@pytest.mark.parametrize("body", [{"errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+                                             "resume uninterrupted service."}, "Too Many Requests"])
+def test_a_429_waits_as_long_as_shopify_says_whatever_its_body(body):
+    """Shopify's 429 bodies are JSON: the Retry-After header was once read only from a text body."""
+    import responses
+    url = "https://x.myshopify.com/admin/api/2025-01/graphql.json"
+    slept: list[float] = []
+    with responses.RequestsMock() as rsps:
+        kind = {"json": body} if isinstance(body, dict) else {"body": body}
+        rsps.post(url, status=429, headers={"Retry-After": "20.0"}, **kind)
+        rsps.post(url, status=429, headers={"Retry-After": "3600"}, **kind)
+        rsps.post(url, json={"data": {"ok": 1}})
+        client = ShopifyClient(url, TOKEN, sleep=slept.append)
+        with pytest.raises(RetriableAPIError, match="wait 3600 s") as e:
+            client.query("{ ok }")        # a wait longer than a minute ends the run: the next poll resumes
+        assert slept == [20.0] and e.value.retry_after == 3600
+        assert client.query("{ ok }") == {"ok": 1}

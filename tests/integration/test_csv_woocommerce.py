@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,18 @@ def test_webtoffee_rows_built_on_the_real_224_column_header():
     assert guest["items"] == [{"externalItemId": "21", "name": "Cap", "quantity": 1, "cost": 19.99}]
     refunded = orders["1503"]       # refunded → CANCELLED; the variation id is the item
     assert refunded["status"] == "CANCELLED" and refunded["items"][0]["externalItemId"] == "31"
+
+
+def test_the_shop_prefix_reaches_customer_ids_as_on_the_api_path(fixtures_dir):
+    """WooCommerce customer ids are small per-site numbers: the API path prefixes them with the shop's
+    order_id_prefix, and an export of the same shop must too, or one customer becomes two contacts."""
+    from adapters.woocommerce import translate as woo
+    from connector.config import ShopConfig
+    api_order = json.loads((fixtures_dir / "woocommerce" / "rest_v3_orders_list_727_723_docs.json").read_text())[1]
+    api = woo.translate(api_order, woo.options_of(ShopConfig(name="w", platform="woocommerce", order_id_prefix="eu-")))
+    _, _, orders = run(EXTRA / "webtoffee_orders.csv", Context(order_id_prefix="eu-"))
+    assert api.wire["externalCustomerId"] == f"eu-{api_order['customer_id']}"
+    assert orders["eu-1501"]["externalCustomerId"] == "eu-17" and "externalCustomerId" not in orders["eu-1502"]
 
 
 def test_skyverge_one_row_per_order_and_one_row_per_item_give_the_same_orders():

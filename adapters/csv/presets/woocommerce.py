@@ -185,8 +185,10 @@ class WooExport:
         return None
 
     def _customer(self, cells: list[str]) -> str | None:
+        # 0 = guest. With the shop's prefix, as the REST and webhook path writes it (WooCommerce customer ids
+        # are small per-site numbers): a customer's imported history and live orders reach one contact.
         raw = self.cell(cells, *self.layout.customer)
-        return raw if raw and raw != "0" else None      # 0 = guest
+        return f"{self.prefix}{raw}" if raw and raw != "0" else None
 
     def _address(self, cells: list[str]) -> str | None:
         for side in ("shipping", "billing"):

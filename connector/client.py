@@ -239,6 +239,12 @@ class AddOrdersClient:
     def _post_once(self, body: bytes, count: int) -> AddOrdersResult:
         r = self._request("POST", "/orders", body, count)
         action = action_for(r.status_code, r.text)
+        if action is Action.ACCEPTED and r.text.lstrip()[:1] == "<":
+            # The add-orders API answers an empty body or JSON; a web page is a login portal, a proxy or a
+            # site's front page at the wrong URL, and counting it as accepted would lose every order.
+            raise CredentialsRefused(f"the target answered {r.status_code} with a web page, not the add-orders API "
+                                     f"({r.text.strip()[:80]!r}); check [target] url", status=r.status_code,
+                                     body=r.text[:_EXCERPT])
         if action is Action.ACCEPTED:
             return AddOrdersResult(r.status_code, failed=parse_failed_orders(r.text))
         if action is Action.ALREADY_APPLIED:

@@ -170,6 +170,15 @@ def test_a_redirect_stops_the_flush_and_sends_nothing(engine, rsps):
     assert {v[0] for v in rows(engine).values()} == {PENDING}
 
 
+def test_a_web_page_instead_of_the_api_stops_the_flush(engine, rsps):
+    """A captive portal, a proxy's login page or yespo.io's front page answering 200: nothing was added."""
+    FakeTarget(faults=[(200, "<!DOCTYPE html><html><title>Sign in</title></html>", {})]).install(rsps)
+    put(engine, [wire_order(i) for i in range(3)])
+    report = flusher(engine).flush()
+    assert report.sent == 0 and "with a web page, not the add-orders API" in report.refused
+    assert {v[0] for v in rows(engine).values()} == {PENDING}
+
+
 def test_a_url_requests_cannot_use_stops_the_flush(engine):
     put(engine, [wire_order(1)])
     client = AddOrdersClient("http://127.0.0.1:99999/api/v1", "k", retry=RetryPolicy(attempts=3, max_wait=0))

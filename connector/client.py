@@ -130,7 +130,7 @@ def parse_failed_orders(text: str) -> list[FailedOrder]:
     raw = body.get("failedOrders") if isinstance(body, dict) else None
     if raw is None:
         return []
-    if isinstance(raw, dict):      # one failure comes back as an object (yespo-api.md §4.1)
+    if isinstance(raw, (dict, str)):    # one failure comes back as an object (yespo-api.md §4.1), or a message
         raw = [raw]
     return [_failed_order(f) for f in raw if isinstance(f, (dict, str))]
 

@@ -7,7 +7,7 @@ import pytest
 import requests
 import responses
 
-from connector.client import (CREDENTIALS_REFUSED, Action, AddOrdersClient, BatchRejected, CredentialsRefused,
+from connector.client import (CREDENTIALS_REFUSED, Action, AddOrdersClient, BatchRejected, CredentialsRefused, FailedOrder,
                               RetryPolicy, action_for, parse_failed_orders, retry_after_seconds)
 from connector.errors import RetriableAPIError
 
@@ -143,6 +143,7 @@ def test_failed_orders_parsing_edge_cases():
     assert parse_failed_orders('{"failedOrders": null}') == []
     one = parse_failed_orders('{"failedOrders": {"order": {"externalOrderId": 7}, "error": "x"}}')
     assert one[0].external_order_id == "7" and one[0].error == "x"
+    assert parse_failed_orders('{"failedOrders": "currency is required"}') == [FailedOrder(None, "currency is required")]
 
 
 def test_retry_after_header_forms():

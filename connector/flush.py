@@ -71,6 +71,7 @@ class FlushReport:
     retried: int = 0
     unreachable: str | None = None      # the target was busy or down: the flush stopped
     refused: str | None = None          # credentials refused / wrong URL: the flush stopped
+    paused: str | None = None           # the target's Retry-After is not over: nothing was claimed
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -84,6 +85,7 @@ class FlushReport:
         self.retried += other.retried
         self.unreachable = other.unreachable or self.unreachable
         self.refused = other.refused or self.refused
+        self.paused = other.paused or self.paused
         self.errors += other.errors
         return self
 
@@ -92,6 +94,13 @@ class FlushReport:
 # (a cursors row), so the next flush tick, another daemon on the same database and the next
 # `daemon --once` from cron all wait until then.
 PAUSE_SHOP, PAUSE_NAME = "", "target-retry-after"
+
+
+def clear_pause(engine: Engine) -> None:
+    """Forget the target's Retry-After (an operator who knows the target is back: push --retry-now)."""
+    with Session(engine) as s:
+        cursors.clear(s, PAUSE_SHOP, PAUSE_NAME)
+        s.commit()
 
 
 def paused_until(engine: Engine, now: datetime) -> datetime | None:
@@ -242,8 +251,8 @@ class Flusher:
         until = paused_until(self.engine, self.clock())
         if until is None:
             return None
-        return FlushReport(unreachable=f"the target asked to wait (Retry-After) until "
-                                       f"{until.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        return FlushReport(paused=f"the target asked to wait (Retry-After) until "
+                                  f"{until.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
 
     def _claim(self, held: Held) -> list[outbox.Claimed]:
         with Session(self.engine) as s:

@@ -38,4 +38,6 @@ def summary(cycle) -> str:
         line += f"; stopped: {f.refused}"
     elif f.unreachable:
         line += f"; stopped: {f.unreachable}"
+    elif f.paused:
+        line += f"; paused: {f.paused}"
     return line

@@ -7,7 +7,8 @@ HELP = "push the outbox to the target now, until nothing is due (with a progress
 def add_arguments(p) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--retry-now", action="store_true",
-                   help="also send the pending orders waiting for a later retry (after fixing the target)")
+                   help="also send the pending orders waiting for a later retry, and ignore the target's "
+                        "Retry-After (after fixing the target, or once it is back)")
 
 
 def make_all_due(engine, now) -> int:
@@ -31,6 +32,7 @@ def run(args, config) -> int:
     from tqdm import tqdm
 
     from connector import outbox
+    from connector.flush import clear_pause
     from connector.store import utcnow
     from daemon.jobs import Runtime, flush, require_key, sweep_leases
 
@@ -39,6 +41,7 @@ def run(args, config) -> int:
     try:
         sweep_leases(rt)
         if args.retry_now:
+            clear_pause(rt.engine)
             make_all_due(rt.engine, utcnow())
         with Session(rt.engine) as s:
             due = outbox.status(s, utcnow()).due
@@ -52,10 +55,13 @@ def run(args, config) -> int:
         if report.stopped:
             print(f"stopped: {report.refused or report.unreachable}")
             return 1
+        if report.paused:
+            print(f"paused: {report.paused}")
         with Session(rt.engine) as s:
             left = outbox.status(s, utcnow())
-        if left.next_retry is not None:   # not due yet: say so, or `push` looks like it did nothing for no reason
-            print(f"{left.counts['pending']} pending wait for a retry (next at {left.next_retry:%Y-%m-%d %H:%M:%S} UTC); "
+        if left.next_retry is not None or report.paused:   # not due yet: say so, or `push` looks like it did nothing for no reason
+            when = f" (next at {left.next_retry:%Y-%m-%d %H:%M:%S} UTC)" if left.next_retry is not None else ""
+            print(f"{left.counts['pending']} pending wait for a retry{when}; "
                   "`orderbridge push --retry-now` sends them now")
         return 0
     finally:

@@ -111,11 +111,14 @@ def test_a_retry_after_shows_in_the_status_and_holds_the_next_push(cfg, tmp_path
         target = FakeTarget(faults=[(429, "slow down", {"Retry-After": "3600"})]).install(rsps)
         ob(cfg, "push", "-q")
         capsys.readouterr()
-        ob(cfg, "push", "-q")                   # the next run, from cron: it does not knock again
+        assert ob(cfg, "push", "-q") == 0       # the next run, from cron: it does not knock again
         assert target.requests == 1
-    assert "Retry-After" in capsys.readouterr().out
-    assert ob(cfg, "outbox", "status") == 0
-    assert "pushing paused: the target asked to wait (Retry-After) until" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "paused: the target asked to wait (Retry-After) until" in out and "--retry-now" in out
+        assert ob(cfg, "outbox", "status") == 0
+        assert "pushing paused: the target asked to wait (Retry-After) until" in capsys.readouterr().out
+        assert ob(cfg, "push", "-q", "--retry-now") == 0      # the operator knows better: sent now
+        assert target.requests == 2 and len(target.received) == 3
 
 
 def test_outbox_requires_ids_for_requeue(cfg, capsys):

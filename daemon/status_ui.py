@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from backend.ui import add_nav
 from backend.ui import session as ui_session
 from connector import outbox as outbox_ops
+from connector.flush import PAUSE_NAME, PAUSE_SHOP, paused_until
 from connector.store import (FAILED, INBOX_DONE, INBOX_FAILED, INBOX_IGNORED, INBOX_NEW, OUTBOX_STATES,
                              Cursor, InboxDelivery, OutboxRow, PushAttempt)
 
@@ -75,7 +76,8 @@ def last_push(conn):
 
 def last_polls(conn, shops: list[str]) -> list[dict]:
     """Every cursor (one per shop and stream), and configured shops never polled yet."""
-    rows = conn.execute(sa.select(CURSORS).order_by(CURSORS.c.shop, CURSORS.c.name)).all()
+    rows = conn.execute(sa.select(CURSORS).where(sa.not_(sa.and_(CURSORS.c.shop == PAUSE_SHOP, CURSORS.c.name == PAUSE_NAME)))
+                        .order_by(CURSORS.c.shop, CURSORS.c.name)).all()
     out = [{"shop": r.shop, "name": r.name, "value": r.value, "updated_at": r.updated_at} for r in rows]
     polled = {r.shop for r in rows}
     return out + [{"shop": s, "name": "", "value": None, "updated_at": None} for s in shops if s not in polled]
@@ -92,6 +94,7 @@ def status():
                 "push": last_push(conn), "polls": last_polls(conn, current_app.extensions.get(
                     "orderbridge.connector_shops", []))}
         data["failed"], data["next_before"] = failed_rows(conn, before)
+    data["paused_until"] = paused_until(engine(), datetime.now(timezone.utc))
     return render_template("connector_status.html", **data)
 
 

@@ -61,6 +61,18 @@ def test_status_page_shows_counts_failures_push_and_polls(client):
     assert 'href="/ui/connector/"' in client.get("/ui/orders").text   # in the navigation
 
 
+def test_a_retry_after_pause_shows_as_such_and_not_as_a_poll(client, store):
+    from connector import cursors
+    from connector.flush import PAUSE_NAME, PAUSE_SHOP
+    assert 'id="push-paused"' not in client.get("/ui/connector/").text
+    with Session(store) as s:
+        cursors.write(s, PAUSE_SHOP, PAUSE_NAME, {"until": "2999-01-01T00:00:00+00:00"})
+        s.commit()
+    html = client.get("/ui/connector/").text
+    assert 'id="push-paused"' in html and "2999-01-01 00:00:00 UTC" in html
+    assert PAUSE_NAME not in html                               # not a row of the polls table
+
+
 def test_requeue_selected_and_all(client, store):
     html = client.get("/ui/connector/").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)

@@ -117,6 +117,13 @@ class ContactBook:
         self._index(c)
         return c
 
+    def enrich(self, c: ContactRow, order: Order) -> None:
+        """A linked contact takes what a new version of its order adds (an email, a phone), and is found by
+        it at once: a later order of the same request with only that email matches it, as it would in
+        the next request."""
+        c.fill_from(order)
+        self._index(c)
+
     def _by_email_or_phone(self, order: Order) -> ContactRow | None:
         if order.email and (c := self.by_email.get(order.email.lower())):
             return c

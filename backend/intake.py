@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -22,7 +24,7 @@ from backend.contacts import ContactBook, ContactRow
 from backend.db import insert_many, insert_rows, select_in, write_transaction
 from backend.errors import ApiError
 from backend.storage import Event, StoredOrder
-from connector.format import MAX_ORDERS_PER_REQUEST, InvalidOrder, Order, canonical_json, order_to_wire, parse_order
+from connector.format import MAX_ORDERS_PER_REQUEST, InvalidOrder, Order, canonical_json, order_to_wire, parse_order, utf8
 
 log = logging.getLogger(__name__)
 ORDERS = StoredOrder.__table__
@@ -38,10 +40,17 @@ def _no_constants(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _number(text: str) -> float | Decimal:
+    # 1e400 is a JSON number that no float holds: as a float it would be echoed back as Infinity. Kept
+    # exact, validation refuses it as an amount too large, and the echo writes it as it came.
+    value = float(text)
+    return value if math.isfinite(value) else Decimal(text)
+
+
 def parse_body(raw: bytes) -> list:
     """The `orders` list of a request body, or a 400 that says what is wrong with the body."""
     try:
-        body = json.loads(raw, parse_constant=_no_constants)
+        body = json.loads(raw, parse_constant=_no_constants, parse_float=_number)
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"the body is not valid JSON: {e}") from None
     except RecursionError:
@@ -70,7 +79,7 @@ class Version:
 def canonical(wire: dict) -> tuple[str, str]:
     """The stored text of a wire order and its content hash (= connector.format.content_hash)."""
     payload = canonical_json(wire)
-    return payload, hashlib.sha256(payload.encode()).hexdigest()
+    return payload, hashlib.sha256(utf8(payload)).hexdigest()
 
 
 def validate(raw_orders: list) -> tuple[list[Version], list[dict]]:
@@ -79,10 +88,9 @@ def validate(raw_orders: list) -> tuple[list[Version], list[dict]]:
     for raw in raw_orders:
         try:
             order = parse_order(raw, naive_dates_as_utc=True)
+            ok.append(Version(order, *canonical(order_to_wire(order))))
         except InvalidOrder as e:
             failed.append({"order": raw, "error": e.message})
-            continue
-        ok.append(Version(order, *canonical(order_to_wire(order))))
     return ok, failed
 
 
@@ -154,7 +162,7 @@ def _decide(states: dict[str, OrderState], book: ContactBook, v: Version, out: O
     if s.contact is None:
         s.contact = book.match(v.order)
     else:
-        s.contact.fill_from(v.order)
+        book.enrich(s.contact, v.order)
     s.hash, s.version = v.hash, v
     s.events.append(v)
     out.accepted += 1

@@ -599,7 +599,17 @@ def canonical_json(wire: dict) -> str:
 
 def content_hash(wire: dict) -> str:
     """The identity of one version of an order (sha256 of its canonical JSON)."""
-    return hashlib.sha256(canonical_json(wire).encode()).hexdigest()
+    return hashlib.sha256(utf8(canonical_json(wire))).hexdigest()
+
+
+def utf8(text: str) -> bytes:
+    """Canonical text as bytes; InvalidOrder for an unpaired UTF-16 surrogate (JSON such as "\\ud83d" decodes to
+    one): it is no character, no database or client can store it, and it must not fail a whole batch."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError as e:
+        raise InvalidOrder(f"a text value holds {e.object[e.start:e.end]!a}, half of a UTF-16 surrogate pair and "
+                           "no character: the sender's JSON is broken") from None
 
 
 def request_body(orders: Iterable[dict]) -> dict:
@@ -632,7 +642,7 @@ def validate_to_canonical(data: Any, *, naive_dates_as_utc: bool = False) -> tup
     """validate_to_wire, with the wire order's canonical_json and content_hash: (wire, text, sha256 hex)."""
     wire = validate_to_wire(data, naive_dates_as_utc=naive_dates_as_utc)
     text = _CANONICAL.encode(wire)
-    return wire, text, hashlib.sha256(text.encode()).hexdigest()
+    return wire, text, hashlib.sha256(utf8(text)).hexdigest()
 
 
 # ---- canonical text from parts: for producers that already hold checked values -------------

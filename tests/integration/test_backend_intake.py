@@ -243,3 +243,34 @@ def test_healthz_and_account_info(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     info = client.get("/api/v1/account/info", headers=AUTH).get_json()
     assert info == {"userEmail": "admin@localhost", "organisationName": "orderbridge"}
+
+
+# ---- bodies that are legal JSON but odd -----------------------------------------------------
+
+def test_an_unpaired_surrogate_fails_its_order_not_the_batch(client):
+    body = ('{"orders": [' + json.dumps(order("S1", email="a@example.com"))[:-1] + ', "firstName": "\\ud83d"}, '
+            + json.dumps(order("S2", email="b@example.com")) + "]}")
+    r = client.post("/api/v1/orders", data=body, content_type="application/json", headers=AUTH)
+    assert r.status_code == 200
+    failed = r.get_json()["failedOrders"]
+    assert [f["order"]["externalOrderId"] for f in failed] == ["S1"]
+    assert "holds '\\ud83d', half of a UTF-16 surrogate pair" in failed[0]["error"]
+    assert [e["key"] for e in events(client)] == ["S2"]
+
+
+def test_a_number_no_float_holds_is_refused_and_echoed_as_valid_json(client):
+    body = '{"orders": [' + json.dumps(order("H1", email="a@example.com"))[:-1].replace('"totalCost": 10', '"totalCost": 1e400') + "}]}"
+    r = client.post("/api/v1/orders", data=body, content_type="application/json", headers=AUTH)
+    text = r.get_data(as_text=True)
+    assert r.status_code == 200 and "Infinity" not in text
+    failed = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the answer"))["failedOrders"]
+    assert [f["order"]["externalOrderId"] for f in failed] == ["H1"] and "totalCost" in failed[0]["error"]
+
+
+def test_an_email_a_known_order_brings_is_matched_within_the_same_request(client):
+    """O1's contact (known by customer id) gains an email; O2 with only that email is the same person, in
+    the same request as in the next one."""
+    assert post(client, order("O1", externalCustomerId="C1")) == []
+    assert post(client, order("O1", externalCustomerId="C1", email="x@example.com", status="IN_PROGRESS"),
+                order("O2", email="x@example.com")) == []
+    assert contact_of(client, "O1") == contact_of(client, "O2")

@@ -277,7 +277,15 @@ def execute_due(conn: Connection, now: datetime, worker: str, settings: ChannelS
     batch.orders = _prefetch_orders(conn, runs.values(), workflows)
     for row in rows:
         run = runs[row.run_id]
-        batch.run_chain(row, run, workflows.get(run.workflow_id))
+        try:
+            batch.run_chain(row, run, workflows.get(run.workflow_id))
+        except SQLAlchemyError:
+            raise                   # the batch rolls back and is retried
+        except Exception as e:      # one run's trouble must not hold up every due step behind it, tick after tick
+            log.exception("workflow run %s step row %s failed", run.id, row.id)
+            why = f"internal error ({type(e).__name__}); the server log has the details"
+            batch._finish_row(row.id, t.FAILED, {"error": why})
+            batch._end_run(run, t.ERROR, why)
     batch.flush()
     return batch.executed, batch.deliveries, rows
 

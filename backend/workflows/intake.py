@@ -149,11 +149,14 @@ class Intake:
             state, note = t.STOPPED, f"stopped at start by event #{stopped_by}"
         elif why:
             state, note = t.ERROR, why
-        self.runs.append({"workflow_id": wf.id, "event_id": event.id, "key": event.key, "contact_id": event.contact_id,
-                          "state": state, "context": json.dumps(context), "started_at": utc(now),
-                          "finished_at": None if state == t.IN_PROGRESS else utc(now), "error": note})
-        self.first_steps.append({"step_id": first["id"], "step_type": first["type"], "state": t.PENDING,
-                                 "due_at": utc(due)} if state == t.IN_PROGRESS else None)
+        # both rows are built before either list grows: flush() pairs runs and first steps by position
+        run = {"workflow_id": wf.id, "event_id": event.id, "key": event.key, "contact_id": event.contact_id,
+               "state": state, "context": json.dumps(context), "started_at": utc(now),
+               "finished_at": None if state == t.IN_PROGRESS else utc(now), "error": note}
+        step = ({"step_id": first["id"], "step_type": first["type"], "state": t.PENDING, "due_at": utc(due)}
+                if state == t.IN_PROGRESS else None)
+        self.runs.append(run)
+        self.first_steps.append(step)
         self.keys.add((wf.id, event.key))
         if state == t.IN_PROGRESS and event.contact_id is not None:
             self.contacts.add((wf.id, event.contact_id))

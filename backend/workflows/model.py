@@ -110,5 +110,12 @@ def timer_due(step: dict, variables_: dict, now: datetime) -> tuple[datetime | N
         due = parse_iso(raw)
         if due is None:
             return None, f"timer: param {step['until_param']!r} is not an ISO 8601 date (got {raw!r})"
+        try:
+            due = utc(due)      # in UTC here: 9999-12-31T23:00-05:00 has no UTC time, and must end only this run
+        except OverflowError:
+            return None, f"timer: param {step['until_param']!r} ({raw!r}) is beyond the last date a clock can hold"
         return max(due, now), None
-    return now + seconds(step["seconds"]), None
+    try:
+        return now + seconds(step["seconds"]), None
+    except OverflowError:
+        return None, f"timer: {step['seconds']} seconds from now is beyond the last date a clock can hold"

@@ -402,3 +402,43 @@ def test_install_starters_is_idempotent(be):
     assert len(be.get("/api/v1/workflows")["workflows"]) == 3
     with be.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM workflow_definitions")).scalar() == 3
+
+
+# --- a date no clock holds: ends its own run, never the queue -------------------------------------
+
+FAR = "9999-12-31T23:00:00-05:00"     # legal ISO 8601, and past the last UTC instant
+
+
+def test_a_timer_until_a_date_past_year_9999_ends_its_run_only(db_url):
+    """It used to raise in every tick, rolling back the batch: no step of any run ran again."""
+    b = Backend(db_url, None, starters=False)
+    wait = b.create({"name": "wait until", "start": {"event": "orderINITIALIZED"}, "steps": [
+        {"id": "o", "type": "get_order"}, {"id": "w", "type": "timer", "until_param": "additionalInfo.shipBy"},
+        {"id": "m", "type": "send_message", "channel": "store", "body": "x"}]})
+    b.create({"name": "confirm", "start": {"event": "orderINITIALIZED"}, "steps": [
+        {"id": "m", "type": "send_message", "channel": "store", "body": "hello ${eventKey}"}]})
+    b.post(order(ext="BAD", additionalInfo={"shipBy": FAR}))
+    b.post(order(ext="GOOD", externalCustomerId="c2", email="c2@example.com"))
+    b.run()
+    assert sorted(m["body"] for m in b.messages()) == ["hello BAD", "hello GOOD"]
+    bad = {r["key"]: r for r in b.runs(wait)}["BAD"]
+    assert bad["state"] == "error" and "beyond the last date a clock can hold" in bad["error"]
+    b.engine.dispose()
+
+
+def test_a_run_that_cannot_start_leaves_the_other_runs_their_own_first_steps(db_url):
+    b = Backend(db_url, None, starters=False)
+    until = b.create({"name": "until", "start": {"event": "orderINITIALIZED"}, "steps": [
+        {"id": "w", "type": "timer", "until_param": "externalCustomerId"},
+        {"id": "m", "type": "send_message", "channel": "store", "body": "until ${eventKey}"}]})
+    confirm = b.create({"name": "confirm", "start": {"event": "orderINITIALIZED"}, "steps": [
+        {"id": "m", "type": "send_message", "channel": "store", "body": "confirm ${eventKey}"}]})
+    b.post(order(ext="A", externalCustomerId=FAR, email="a@example.com"),
+           order(ext="B", externalCustomerId="cust-b", email="b@example.com"))
+    b.run()
+    assert sorted(m["body"] for m in b.messages()) == ["confirm A", "confirm B"]
+    assert {r["key"]: r["state"] for r in b.runs(confirm)} == {"A": "completed", "B": "completed"}
+    errors = {r["key"]: (r["state"], r["error"]) for r in b.runs(until)}
+    assert errors["A"][0] == errors["B"][0] == "error"
+    assert "beyond the last date" in errors["A"][1] and "not an ISO 8601 date" in errors["B"][1]
+    b.engine.dispose()

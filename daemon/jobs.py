@@ -90,10 +90,18 @@ class InboxReport:
 
 
 def _next_new(session: Session) -> int | None:
+    """The oldest new delivery, held until the session ends, so no other process handles it meanwhile.
+
+    PostgreSQL: the row stays locked while it is processed; other daemons skip it. SQLite: the
+    transaction takes the database's write lock before it reads (BEGIN IMMEDIATE), so a second process
+    (`outbox replay` beside `up`, two cron runs) waits, then reads the delivery as done. Without it
+    both translated the same delivery and enqueued its version twice."""
     q = select(_INBOX.c.id).where(_INBOX.c.state == INBOX_NEW).order_by(_INBOX.c.id).limit(1)
-    if session.get_bind().dialect.name == "postgresql":
-        # The row stays locked while it is processed; other daemons skip it. (SQLite: one daemon per store.)
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)
+    elif dialect == "sqlite":
+        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
     return session.execute(q).scalar()
 
 

@@ -78,7 +78,9 @@ def send_email(message: dict, step: dict, settings: ChannelSettings) -> None:
     if "@" not in message["to"]:
         raise SendFailed(f"email channel: {message['to']!r} is not an email address")
     mail = EmailMessage()
-    mail["From"], mail["To"], mail["Subject"] = settings.mail_from, message["to"], message["subject"]
+    # a header is one line: a name with a line break in it (from order data) is written on one line, not refused
+    subject = " ".join(str(message["subject"] or "").split())
+    mail["From"], mail["To"], mail["Subject"] = settings.mail_from, message["to"].strip(), subject
     mail["Message-ID"] = make_msgid(idstring=f"orderbridge-{message['id']}")
     mail.set_content(message["body"])
     try:
@@ -137,17 +139,36 @@ def send_webhook(message: dict, step: dict, settings: ChannelSettings,
     raise SendFailed(f"{last} (after {1 + len(settings.webhook_retry_delays)} attempts)")
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed: urllib would repeat the POST as a GET without the body (and the message
+    would read as sent), and it could lead anywhere. It is answered as a failure naming the Location."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[bool, str]:
     """(retry?, error text); (False, "") is success."""
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with _OPENER.open(req, timeout=timeout) as r:
             r.read()
             return False, ""
     except urllib.error.HTTPError as e:
+        if 300 <= e.code < 400:
+            where = e.headers.get("Location") or "nowhere"
+            return False, f"webhook channel: {url} redirects ({e.code}) to {where[:200]}; put that address in the step"
         return e.code in RETRY_STATUSES, f"webhook channel: {url} answered {e.code}"
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError):
+            # The request may have arrived and only the answer be late: sending it again could deliver it
+            # twice, and a message is never repeated (the runner's rule). It fails, saying so.
+            return False, (f"webhook channel: {url} did not answer within {timeout:g} s; not sent again, as it may "
+                           "have arrived (the X-Orderbridge-Message-Id header lets a receiver drop repeats)")
         return True, f"webhook channel: {url} unreachable ({reason})"
 
 

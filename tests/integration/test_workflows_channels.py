@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,9 +23,9 @@ SECRET = "hook-secret-123"
 
 
 class Receiver:
-    """A local HTTP receiver that answers the statuses it is told to, in turn."""
+    """A local HTTP receiver that answers the statuses it is told to, in turn (after `delay` seconds)."""
 
-    def __init__(self, statuses: list[int]):
+    def __init__(self, statuses: list[int], delay: float = 0.0, headers: dict | None = None):
         self.statuses, self.requests = list(statuses), []
         outer = self
 
@@ -32,7 +33,15 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests.append((dict(self.headers), body))
+                time.sleep(delay)
                 self.send_response(outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0])
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+
+            def do_GET(self):
+                outer.requests.append((dict(self.headers), b"GET"))
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *a):
@@ -47,7 +56,7 @@ class Receiver:
         self.server.server_close()
 
 
-def _backend(tmp_path, receiver: Receiver):
+def _backend(tmp_path, receiver: Receiver, timeout: float = 5):
     app = create_app(from_dict({"backend": {"database": f"sqlite:///{tmp_path}/b.db"}}),
                      test_config={"API_KEYS": [KEY], "RATE_LIMIT": 0})
     client = app.test_client()
@@ -59,7 +68,7 @@ def _backend(tmp_path, receiver: Receiver):
     order = {"externalOrderId": "W-1", "email": "a@example.com", "totalCost": 5, "status": "INITIALIZED",
              "date": "2025-09-01T10:00:00+00:00", "currency": "USD", "items": [{"externalItemId": "x", "quantity": 1, "cost": 5}]}
     assert client.post("/api/v1/orders", headers=AUTH, json={"orders": [order]}).status_code == 200
-    settings = ChannelSettings(webhook_retry_delays=(0.0, 0.0), webhook_timeout=5)
+    settings = ChannelSettings(webhook_retry_delays=(0.0, 0.0), webhook_timeout=timeout)
     return app, client, Runner(app.extensions["orderbridge.engine"], settings)
 
 
@@ -94,6 +103,27 @@ def test_webhook_retries_are_bounded_and_a_client_error_is_not_retried(tmp_path,
     runner.run_until_idle()
     [m] = client.get("/api/v1/messages", headers=AUTH).json["messages"]
     assert m["status"] == "failed" and "answered 400" in m["error"] and len(receiver.requests) == 1
+    receiver.close()
+
+
+def test_a_redirect_is_a_failure_not_a_body_less_get(tmp_path, hook_secret):
+    receiver = Receiver([301], headers={"Location": "/elsewhere"})
+    app, client, runner = _backend(tmp_path, receiver)
+    runner.run_until_idle()
+    [m] = client.get("/api/v1/messages", headers=AUTH).json["messages"]
+    assert m["status"] == "failed" and "redirects (301) to /elsewhere" in m["error"]
+    assert [body for _, body in receiver.requests] != [] and all(body != b"GET" for _, body in receiver.requests)
+    assert len(receiver.requests) == 1
+    receiver.close()
+
+
+def test_a_late_answer_is_not_followed_by_a_second_send(tmp_path, hook_secret):
+    """The receiver got the message and answered after the timeout: sending again would deliver it twice."""
+    receiver = Receiver([200], delay=1.5)
+    app, client, runner = _backend(tmp_path, receiver, timeout=0.5)
+    runner.run_until_idle()
+    [m] = client.get("/api/v1/messages", headers=AUTH).json["messages"]
+    assert m["status"] == "failed" and "not sent again" in m["error"] and len(receiver.requests) == 1
     receiver.close()
 
 

@@ -442,3 +442,15 @@ def test_a_run_that_cannot_start_leaves_the_other_runs_their_own_first_steps(db_
     assert errors["A"][0] == errors["B"][0] == "error"
     assert "beyond the last date" in errors["A"][1] and "not an ISO 8601 date" in errors["B"][1]
     b.engine.dispose()
+
+
+def test_a_line_break_from_order_data_in_a_subject_is_written_on_one_line(db_url, smtp):
+    b = Backend(db_url, smtp, starters=False)
+    b.create({"name": "thanks", "start": {"event": "orderINITIALIZED"}, "steps": [
+        {"id": "o", "type": "get_order"},
+        {"id": "m", "type": "send_message", "channel": "email", "subject": "Thanks, ${firstName}!\n", "body": "x"}]})
+    b.post(order(firstName="Olena\r\nSmith"))
+    b.run()
+    [m] = b.messages()
+    assert m["status"] == "sent" and "Subject: Thanks, Olena Smith!" in smtp.texts()[0]
+    b.engine.dispose()

@@ -180,9 +180,15 @@ def _validate(target: TargetConfig, daemon: DaemonConfig, backend: BackendConfig
         raise ConfigError(f"[target] url: expected an http:// or https:// URL; got {target.url!r}")
     if not 1 <= target.batch_size <= 1000:
         raise ConfigError("[target] batch_size must be between 1 and 1000")
+    if not target.timeout > 0:
+        raise ConfigError(f"[target] timeout: expected a duration above zero such as \"60s\"; got {target.timeout:g} s")
     _check_types("[daemon]", vars(daemon), {"max_attempts": whole})
     if daemon.max_attempts < 1:
         raise ConfigError(f"[daemon] max_attempts: expected at least 1; got {daemon.max_attempts}")
+    for key in ("flush_every", "poll_every", "lease"):
+        if not getattr(daemon, key) > 0:
+            raise ConfigError(f"[daemon] {key}: expected a duration above zero such as \"60s\"; "
+                              f"got {getattr(daemon, key):g} s")
     _check_types("[backend]", vars(backend), {"api_keys_env": text, "max_body": whole, "rate_limit": number,
                                               "organisation_name": text, "user_email": text})
     if backend.max_body < 1 or backend.rate_limit < 0:
@@ -235,6 +241,9 @@ def from_dict(raw: dict, path: Path | None = None) -> Config:
     database, daemon, backend = conn.get("database", Config.database), DaemonConfig(**dkw), BackendConfig(**bkw)
     _validate(target, daemon, backend, database)
     _check_types("[receiver]", _section(raw, "receiver"), {"max_body": (int, "a whole number of bytes")})
+    if _section(raw, "receiver").get("max_body", 1) < 1:
+        raise ConfigError("[receiver] max_body: expected a number of bytes above zero; "
+                          f"got {_section(raw, 'receiver')['max_body']}")
     unknown = unknown_keys(raw)
     if unknown:
         log.warning("config%s: ignoring unknown keys (typos?): %s", f" {path}" if path else "", ", ".join(unknown))

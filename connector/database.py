@@ -13,6 +13,8 @@ from sqlalchemy import Table, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from connector.errors import ConfigError
+
 # Durable across process crashes in WAL mode; a writer waits up to 30 s for the lock.
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
 
@@ -35,7 +37,10 @@ def make_engine(url: str, *, pragmas: Iterable[str] = (),
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"cannot create the folder of the database {path}: {e.strerror or e}") from None
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     every = (*SQLITE_PRAGMAS, *pragmas)
 

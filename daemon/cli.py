@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:      # a database that cannot be opened or used: one line, not a traceback
+        from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
+        if not (isinstance(e, (OperationalError, InterfaceError)) or type(e) is DatabaseError):
+            raise           # anything else is a bug: its traceback is what a report needs
+        print(f"orderbridge {args.command}: the database cannot be used: {_reason(e)} "
+              "(check [connector] database / [backend] database, and that the server is running)", file=sys.stderr)
+        return 2
+
+
+def _reason(e) -> str:
+    """The driver's own first line: no SQL, no parameters, no password."""
+    return (str(e.orig).strip().splitlines() or [type(e.orig).__name__])[0][:300]
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ HELP = "run the scheduler: poll shops, process the inbox, flush the outbox (--on
 
 def add_arguments(p) -> None:
     p.add_argument("--once", action="store_true",
-                   help="run one full cycle and exit: 0 when everything due was delivered or failed for a data "
-                        "reason, 1 when the target could not be reached or refused the credentials")
+                   help="run one full cycle and exit: 0 when everything pending was delivered or failed for a "
+                        "data reason, 1 while the target could not be reached, asked to wait or refused the credentials")
 
 
 def run(args, config) -> int:
@@ -21,9 +21,31 @@ def run(args, config) -> int:
             return run_blocking(rt)
         cycle = run_cycle(rt)
         print(summary(cycle))
-        return 1 if cycle.flush.stopped else 0
+        if cycle.flush.stopped:
+            return 1
+        return 1 if waiting(rt) else 0
     finally:
         rt.engine.dispose()
+
+
+def waiting(rt) -> bool:
+    """Orders that wait for another attempt after the target failed them (or asked us to wait): the target
+    is still not taking them, even when this cycle found nothing due. Said on one line, for cron's mail."""
+    from sqlalchemy.orm import Session
+
+    from connector import outbox
+    from connector.flush import paused_until
+    from connector.store import utcnow
+    now = utcnow()
+    with Session(rt.engine) as s:
+        st = outbox.status(s, now)
+    until = paused_until(rt.engine, now)
+    if st.next_retry is None and until is None:
+        return False
+    when = max(t for t in (st.next_retry, until) if t is not None)
+    print(f"not delivered yet: {st.counts['pending']} pending wait for the target (next try {when:%Y-%m-%d %H:%M:%S} UTC)"
+          + (f"; last error: {st.last_error}" if st.last_error else ""))
+    return True
 
 
 def summary(cycle) -> str:

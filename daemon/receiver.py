@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from adapters.webhook_http import json_error
@@ -38,6 +38,17 @@ def create_receiver_app(config, engine=None) -> Flask:
     @app.get("/healthz")
     def healthz():
         return jsonify({"ok": True, "service": "receiver"})
+
+    @app.before_request
+    def plain_bodies_only():
+        # A compressed body (a proxy's gzip) would pass the signature check as bytes, be stored and
+        # acknowledged, then fail as 'not JSON' with nothing left to say it was compressed: the order would
+        # be lost. Refused before it is acknowledged, so the sender knows and retries.
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            return json_error(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send the webhook body "
+                                   "uncompressed (it is stored and verified exactly as sent)")
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

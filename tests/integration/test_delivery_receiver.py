@@ -54,3 +54,18 @@ def test_dispatch_sends_webhooks_to_the_receiver_and_the_rest_elsewhere(app):
     c = Client(dispatch_webhooks(app, rest))
     assert c.get("/api/v1/orders").get_data() == b"backend"
     assert c.post("/webhooks/woocommerce/nope", data=b"{}").status_code == 404
+
+
+def test_a_compressed_body_is_refused_before_it_is_acknowledged(app):
+    """Stored and acknowledged, a gzip body would fail later as 'not JSON', with nothing to say it was
+    compressed: the sender must hear it now, and retry."""
+    import gzip
+
+    from adapters.woocommerce.webhooks import signature
+    body = gzip.compress(b'{"id": 76}')
+    r = app.test_client().post("/webhooks/woocommerce/woo", data=body, headers={
+        "Content-Encoding": "gzip", "X-WC-Webhook-Signature": signature(body, "wsecret"), "X-WC-Webhook-Topic": "order.created"})
+    assert r.status_code == 415 and "Content-Encoding 'gzip' is not accepted" in r.get_json()["error"]["message"]
+    with Session(app.config["OB_ENGINE"]) as s:
+        assert s.execute(select(InboxDelivery.__table__.c.id)).first() is None
+    assert app.test_client().get("/healthz", headers={"Content-Encoding": "identity"}).status_code == 200

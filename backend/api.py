@@ -78,9 +78,15 @@ def _erase(conn, contact_id: int, now: datetime) -> dict:
 
 
 def _unlink(conn, contact_id: int, now: datetime) -> dict:
+    """Delete the contact and every link to it. A link left behind would name the next contact given this id
+    (SQLite gives a new row the largest id + 1): a stranger would inherit this contact's history."""
+    from backend.workflows import storage as wf
     n = conn.execute(update(ORDERS).where(ORDERS.c.contact_id == contact_id).values(contact_id=None, updated_at=now)).rowcount
+    events = conn.execute(update(EVENTS).where(EVENTS.c.contact_id == contact_id).values(contact_id=None)).rowcount
+    for table in (wf.runs, wf.messages):
+        conn.execute(update(table).where(table.c.contact_id == contact_id).values(contact_id=None))
     conn.execute(CONTACTS.delete().where(CONTACTS.c.id == contact_id))
-    return {"orders": n, "events": 0}
+    return {"orders": n, "events": events}
 
 
 # ---- our read extensions -------------------------------------------------------------------

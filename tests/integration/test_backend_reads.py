@@ -134,6 +134,20 @@ def test_delete_without_erase_removes_the_contact_and_unlinks_its_orders(client)
     assert client.get("/api/v1/orders/D-1", headers=AUTH).headers["X-Contact-Id"]   # matched afresh
 
 
+def test_a_deleted_contact_leaves_no_history_to_the_next_contact_given_its_id(client):
+    """SQLite gives a new contact the largest id + 1: after deleting the newest contact, the next one
+    gets its id, and must not see its events."""
+    post(client, order("P-1", externalCustomerId="alice", email="alice@example.com"))
+    alice = int(client.get("/api/v1/orders/P-1", headers=AUTH).headers["X-Contact-Id"])
+    r = client.delete("/api/v1/contact?externalCustomerId=alice", headers=AUTH)
+    assert r.get_json()["events"] == 1
+    post(client, order("P-2", externalCustomerId="bob", email="bob@example.com"))
+    bob = int(client.get("/api/v1/orders/P-2", headers=AUTH).headers["X-Contact-Id"])
+    assert [e["key"] for e in get(client, f"/api/v1/events?contactId={bob}")["events"]] == ["P-2"]
+    assert [e["key"] for e in get(client, f"/api/v1/events?contactId={alice}")["events"]] == (
+        ["P-2"] if alice == bob else [])
+
+
 def test_delete_needs_a_known_external_customer_id(client):
     assert client.delete("/api/v1/contact", headers=AUTH).status_code == 400
     r = client.delete("/api/v1/contact?externalCustomerId=ghost&erase=true", headers=AUTH)

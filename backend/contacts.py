@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from backend.db import insert_many, select_in
@@ -64,6 +64,20 @@ class ContactBook:
         self.by_email: dict[str, ContactRow] = {}
         self.by_phone: dict[str, ContactRow] = {}
         self.new: list[ContactRow] = []
+
+    @staticmethod
+    def lock_identifiers(conn: Connection, orders: list[Order]) -> None:
+        """PostgreSQL: hold, until the transaction ends, a lock per customer id, email and phone these orders
+        carry (in one order: no deadlock), so two workers never both create a contact for one person.
+        SQLite has one writer at a time already."""
+        if conn.dialect.name != "postgresql":
+            return
+        keys = sorted({f"x:{o.externalCustomerId}" for o in orders if o.externalCustomerId}
+                      | {f"e:{o.email.lower()}" for o in orders if o.email}
+                      | {f"p:{o.phone}" for o in orders if o.phone})
+        if keys:
+            conn.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 0) AS h "
+                              "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": keys})
 
     def load(self, conn: Connection, orders: list[Order], ids: set[int]) -> None:
         """Fetch the contacts `orders` may match, and those with `ids` (linked to existing orders).
@@ -139,8 +153,11 @@ class ContactBook:
                 c.id, c.dirty = i, False
         changed = sorted((c for c in self.by_id.values() if c.dirty), key=lambda c: c.id)   # one lock order
         if changed:
+            # Only what the row still lacks is written (nothing a contact has is overwritten): a request that
+            # added the phone meanwhile keeps it while this one adds the email.
             stmt = update(T).where(T.c.id == bindparam("b_id")).values(
-                {k: bindparam(k) for k in ("external_customer_id", *_PERSONAL, "updated_at")})
+                {**{k: func.coalesce(T.c[k], bindparam(k)) for k in ("external_customer_id", *_PERSONAL)},
+                 "updated_at": bindparam("updated_at")})
             conn.execute(stmt, [{**c.values(), "b_id": c.id, "updated_at": now} for c in changed])
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from backend.contacts import ContactBook, ContactRow
 from backend.db import insert_many, insert_rows, select_in, write_transaction
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ORDERS = StoredOrder.__table__
 EVENTS = Event.__table__
 RETRIES = 3   # a concurrent writer inserting the same new order or contact (PostgreSQL) → redo
+_RETRY_SQLSTATES = ("40P01", "40001")     # deadlock detected, serialization failure
 
 
 # ---- the request body ----------------------------------------------------------------------
@@ -121,16 +122,19 @@ def ingest(engine: Engine, versions: list[Version], now: datetime | None = None)
         try:
             with write_transaction(engine) as conn:
                 return _apply(conn, versions, now)
-        except IntegrityError:
-            if attempt == RETRIES - 1:
+        except (IntegrityError, OperationalError) as e:
+            # a concurrent writer won a unique key, or PostgreSQL chose this transaction to end a deadlock
+            retry = isinstance(e, IntegrityError) or getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES
+            if not retry or attempt == RETRIES - 1:
                 raise
-            log.info("intake: concurrent insert of the same order or contact; retrying the request")
+            log.info("intake: %s with a concurrent request; retrying the request", type(e).__name__)
     raise AssertionError("unreachable")
 
 
 def _apply(conn: Connection, versions: list[Version], now: datetime) -> Outcome:
     states = _load_orders(conn, {v.order.externalOrderId for v in versions})
     book = ContactBook()
+    book.lock_identifiers(conn, [v.order for v in versions])
     book.load(conn, [v.order for v in versions], {s.contact.id for s in states.values() if s.contact})
     for s in states.values():
         if s.contact is not None:
@@ -175,7 +179,9 @@ def _order_values(s: OrderState) -> dict[str, Any]:
 
 
 def _write_orders(conn: Connection, changed: list[OrderState], now: datetime) -> None:
-    new = [s for s in changed if s.id is None]
+    # new orders in one order of keys: two requests inserting X and Y, and Y and X, would wait on each
+    # other's unique-key entries (a deadlock on PostgreSQL)
+    new = sorted((s for s in changed if s.id is None), key=lambda s: s.version.order.externalOrderId)
     old = [s for s in changed if s.id is not None]
     if new:
         rows = [{**_order_values(s), "external_order_id": s.version.order.externalOrderId} for s in new]

@@ -26,6 +26,12 @@ STATUSES = ("INITIALIZED", "IN_PROGRESS", "DELIVERED", "CANCELLED", "ABANDONED_S
 CONTACT_FIELDS = ("externalCustomerId", "email", "phone")
 MIN_PHONE_DIGITS = 5
 MAX_MONEY_DIGITS = 15
+# Identifiers are looked up by index (the backend's orders and contacts, the connector's heads); a database
+# index entry has a size limit (PostgreSQL's btree: about 2700 bytes), so an id of thousands of characters
+# would fail its whole batch there. No platform's id comes near this; an email is at most 254 (RFC 5321).
+MAX_KEY_CHARS = 255
+MAX_EMAIL_CHARS = 254
+MAX_PHONE_DIGITS = 32
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NON_DIGITS = re.compile(r"\D+")
@@ -136,6 +142,14 @@ def read_text(value) -> str | None:
     return text or None
 
 
+def read_key(value) -> str | None:
+    """An identifier (externalOrderId, externalCustomerId): text of at most MAX_KEY_CHARS characters."""
+    text = read_text(value)
+    if text is not None and len(text) > MAX_KEY_CHARS:
+        raise ValidationError(f"too long: at most {MAX_KEY_CHARS} characters; got {len(text)}")
+    return text
+
+
 def read_money(value) -> Decimal:
     """A non-negative number or numeric string, kept as Decimal (rounded in post_load)."""
     try:
@@ -174,6 +188,8 @@ def read_email(value) -> str | None:
     text = normalise_email(value) if isinstance(value, str) else None
     if text is not None and "\x00" in text:
         raise ValidationError("must not contain NUL characters")
+    if text is not None and len(text) > MAX_EMAIL_CHARS:
+        raise ValidationError(f"too long for an email address: at most {MAX_EMAIL_CHARS} characters; got {len(text)}")
     if text is not None and not _EMAIL.match(text):
         raise ValidationError(f"not an email address: {text[:60]!r}")
     if text is None and value not in (None, "") and not isinstance(value, str):
@@ -184,7 +200,10 @@ def read_email(value) -> str | None:
 def read_phone(value) -> str | None:
     if isinstance(value, (bool, dict, list)):
         raise ValidationError("expected a string of digits")
-    return normalise_phone(value)
+    phone = normalise_phone(value)
+    if phone is not None and len(phone) > MAX_PHONE_DIGITS:
+        raise ValidationError(f"too long for a phone number: at most {MAX_PHONE_DIGITS} digits; got {len(phone)}")
+    return phone
 
 
 def read_string_map(value) -> dict[str, str]:
@@ -205,6 +224,11 @@ def read_string_map(value) -> dict[str, str]:
 class Text(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         return read_text(value)
+
+
+class Key(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return read_key(value)
 
 
 class Money(fields.Field):
@@ -283,12 +307,12 @@ class OrderSchema(Schema):
 
     naive_dates_as_utc = False
 
-    externalOrderId = Text(required=True)
+    externalOrderId = Key(required=True)
     totalCost = Money(required=True)
     status = Status(required=True)
     date = DateTime(required=True)
     currency = Currency(required=True)
-    externalCustomerId = _opt(Text)
+    externalCustomerId = _opt(Key)
     email = _opt(Email)
     phone = _opt(Phone)
     firstName = _opt(Text)
@@ -509,6 +533,8 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
         kw["email"] = _opt_read(data, "email", read_email)
         kw["phone"] = _opt_read(data, "phone", read_phone)
         if ext is None or not (kw["externalCustomerId"] or kw["email"] or kw["phone"]):
+            return None
+        if len(ext) > MAX_KEY_CHARS or len(kw["externalCustomerId"] or "") > MAX_KEY_CHARS:
             return None
         for k in _OPT_MONEY:
             v = get(k)

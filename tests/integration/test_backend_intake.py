@@ -274,3 +274,15 @@ def test_an_email_a_known_order_brings_is_matched_within_the_same_request(client
     assert post(client, order("O1", externalCustomerId="C1", email="x@example.com", status="IN_PROGRESS"),
                 order("O2", email="x@example.com")) == []
     assert contact_of(client, "O1") == contact_of(client, "O2")
+
+
+def test_identifiers_too_long_for_an_index_fail_their_order_not_the_batch(client):
+    """PostgreSQL refuses an index entry of some 2700 bytes: a 3000-character id failed the whole batch."""
+    long_id, long_email = "x" * 3000, "a" * 250 + "@example.com"
+    failed = post(client, order(long_id, email="a@example.com"), order("K-1", externalCustomerId="c" * 256),
+                  order("K-2", email=long_email), order("K-3", phone="1" * 40), order("OK-1", email="ok@example.com"))
+    reasons = {f["order"]["externalOrderId"][:4]: f["error"] for f in failed}
+    assert set(reasons) == {"xxxx", "K-1", "K-2", "K-3"}
+    assert "at most 255 characters; got 3000" in reasons["xxxx"] and "at most 255 characters" in reasons["K-1"]
+    assert "too long for an email address" in reasons["K-2"] and "too long for a phone number" in reasons["K-3"]
+    assert [e["key"] for e in events(client)] == ["OK-1"]

@@ -15,7 +15,8 @@ from typing import NamedTuple
 from connector.errors import ConfigError
 from marshmallow import ValidationError
 
-from connector.format import STATUSES, amount_json, json_string, normalise_phone, read_currency, read_email
+from connector.format import (MAX_KEY_CHARS, MAX_PHONE_DIGITS, STATUSES, amount_json, json_string, normalise_phone,
+                              read_currency, read_email)
 from connector.money import minor_unit, quantum
 
 from adapters.csv.presets.base import Built, Collector, Header, OrderRejected, allocate_discount, reconciles
@@ -275,7 +276,8 @@ class ShopifyExport:
             cancelled = bool(cancelled_at) and self.date(cancelled_at, "Cancelled at") is not None
         except (CellError, ValidationError):
             return None
-        if not oid or not (wire_email or wire_phone) or not 1 < date.year < 9999:
+        if not oid or not (wire_email or wire_phone) or not 1 < date.year < 9999 or len(oid) > MAX_KEY_CHARS \
+                or len(wire_phone or "") > MAX_PHONE_DIGITS:
             return None
         status_key = (financial_l, fulfilment_l, cancelled)
         status = self._statuses.get(status_key)

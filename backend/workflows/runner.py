@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT = 0.25               # seconds between rounds when there is nothing to do (≤ 0.5 s: acceptance)
 RECOVERY_EVERY = timedelta(seconds=30)
-SEND_TIMEOUT = timedelta(minutes=10)   # longer than any send can take (SMTP timeout, webhook retries)
+SEND_TIMEOUT = timedelta(minutes=10)   # longer than any one send can take (SMTP timeout, webhook retries)
+NEVER_STARTED = timedelta(hours=2)     # longer than a worker's whole batch of sends can take
 UNKNOWN_NOTE = ("the worker stopped during the send, so it may or may not have gone out; "
                 "not repeated automatically (check the mail server or receiver)")
+NOT_SENT_NOTE = "the worker stopped before sending it: it was not sent (send it again by hand if it is still wanted)"
 
 
 def utcnow() -> datetime:
@@ -90,25 +92,42 @@ class Runner:
         return total
 
     def deliver(self, d: Delivery) -> None:
-        """Send one recorded message, then record how it went (only if it is still `sending`)."""
+        """Send one recorded message, then record how it went (only if it is still `sending`).
+
+        Just before the send, the message is stamped (sent_at, the attempt's start) while still `sending`:
+        recovery judges an attempt by when it started, not by when its batch was recorded, and a message
+        recovery has taken meanwhile is not sent."""
+        m = t.messages.c
+        with write_transaction(self.engine) as conn:
+            started = conn.execute(update(t.messages).where(m.id == d.message["id"], m.status == t.SENDING)
+                                   .values(sent_at=utc(self.clock()))).rowcount
+        if not started:
+            log.warning("message %s is no longer waiting to be sent; skipped", d.message["id"])
+            return
         try:
             SENDERS[d.message["channel"]](d.message, d.step, self.settings)
             values = {"status": t.SENT, "sent_at": utc(self.clock())}
         except SendFailed as e:
-            values = {"status": t.MSG_FAILED, "error": str(e)}
+            values = {"status": t.MSG_FAILED, "error": str(e), "sent_at": None}
         except Exception as e:      # a bug in a channel must not kill the loop; the message says so
             log.exception("channel %s failed", d.message["channel"])
-            values = {"status": t.MSG_FAILED, "error": f"{type(e).__name__} in the {d.message['channel']} channel"}
+            values = {"status": t.MSG_FAILED, "error": f"{type(e).__name__} in the {d.message['channel']} channel",
+                      "sent_at": None}
         with write_transaction(self.engine) as conn:
             conn.execute(update(t.messages).where(t.messages.c.id == d.message["id"], t.messages.c.status == t.SENDING)
                          .values(**values))
 
     def recover_sends(self) -> int:
-        """Messages left `sending` by a worker that died: marked `unknown`, never sent again blindly."""
-        m = t.messages.c
+        """Messages left `sending` by a worker that died: `unknown` when their send had started (never sent
+        again blindly), `failed` when it had not started long after their batch was recorded."""
+        m, now = t.messages.c, self.clock()
         with write_transaction(self.engine) as conn:
-            return conn.execute(update(t.messages).where(m.status == t.SENDING, m.created_at < utc(self.clock() - SEND_TIMEOUT))
-                                .values(status=t.UNKNOWN, error=UNKNOWN_NOTE)).rowcount
+            n = conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_not(None),
+                                                      m.sent_at < utc(now - SEND_TIMEOUT))
+                             .values(status=t.UNKNOWN, error=UNKNOWN_NOTE)).rowcount
+            return n + conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_(None),
+                                                             m.created_at < utc(now - NEVER_STARTED))
+                                    .values(status=t.MSG_FAILED, error=NOT_SENT_NOTE)).rowcount
 
 
 def settings_of(app) -> ChannelSettings:

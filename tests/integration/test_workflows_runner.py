@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from backend import create_app
 from backend.workflows import install_starters
@@ -371,7 +371,9 @@ def test_several_workers_execute_each_step_once(db_url):
 def test_a_send_interrupted_by_a_crash_is_marked_unknown_and_never_repeated(be, smtp):
     be.post(order())
     be.runner.consume_events()
-    be.runner.run_due_steps(deliver=False)      # the worker commits `sending`, then dies before sending
+    be.runner.run_due_steps(deliver=False)      # the worker commits `sending`...
+    with be.engine.begin() as conn:             # ...stamps the start of the send, and dies during it
+        conn.execute(update(t.messages).values(sent_at=be.clock()))
     [m] = be.messages()
     assert m["status"] == "sending"
     restarted = Runner(be.engine, settings_of(be.app), clock=be.clock)
@@ -382,6 +384,37 @@ def test_a_send_interrupted_by_a_crash_is_marked_unknown_and_never_repeated(be, 
     [m] = be.messages()
     assert m["status"] == "unknown" and "not repeated" in m["error"]
     assert smtp.mails == []
+
+
+def test_a_send_a_crash_kept_from_starting_is_failed_as_not_sent(be, smtp):
+    be.post(order())
+    be.runner.consume_events()
+    be.runner.run_due_steps(deliver=False)      # the worker commits `sending`, then dies before sending
+    restarted = Runner(be.engine, settings_of(be.app), clock=be.clock)
+    be.clock.advance(minutes=30)                # a live worker's batch may still be on its way to it
+    restarted.run_until_idle()
+    assert be.messages()[0]["status"] == "sending"
+    be.clock.advance(hours=2)
+    restarted.run_until_idle()
+    [m] = be.messages()
+    assert m["status"] == "failed" and "it was not sent" in m["error"] and smtp.mails == []
+
+
+def test_a_slow_batch_is_not_taken_for_a_dead_worker(be, smtp):
+    """Recovery judges a send by when it started: the later messages of a slow batch are sent, once, and
+    read as sent (they used to be marked unknown by another worker, and sent anyway)."""
+    other = Runner(be.engine, settings_of(be.app), clock=be.clock)
+    be.post(*[order(ext=f"O{i}", externalCustomerId=f"c{i}", email=f"c{i}@example.com") for i in range(3)])
+    be.runner.consume_events()
+    deliver = be.runner.deliver
+
+    def slow(d):
+        deliver(d)
+        be.clock.advance(minutes=11)            # each send of the batch takes long...
+        other.tick()                            # ...and the other worker recovers meanwhile
+    be.runner.deliver = slow
+    be.runner.run_due_steps()
+    assert len(smtp.mails) == 3 and {m["status"] for m in be.messages()} == {"sent"}
 
 
 def test_smtp_refusal_marks_the_message_failed_and_the_run_goes_on(db_url):

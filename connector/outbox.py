@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from connector.format import Order, canonical_json, order_to_wire
@@ -99,8 +99,12 @@ def _hash_text(text: str) -> str:
 
 
 def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> EnqueueResult:
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    heads = _read_heads(session, {(v.shop, v.external_order_id) for v in batch}, sqlite)
+    dialect = session.get_bind().dialect.name
+    sqlite = dialect == "sqlite"
+    keys = {(v.shop, v.external_order_id) for v in batch}
+    if dialect == "postgresql":
+        _lock_keys(session, keys)
+    heads = _read_heads(session, keys, sqlite)
     result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
         key = (v.shop, v.external_order_id)
@@ -121,6 +125,17 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
         new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
+
+
+def _lock_keys(session: Session, keys: set[tuple[str, str]]) -> None:
+    """PostgreSQL: hold, until the transaction ends, a lock per order being enqueued (taken in one sorted
+    order: no deadlock). Two transactions enqueuing one new order at once (the poll and the inbox, two
+    daemons) would both find no head and both insert one: the second failed on the key, and its webhook
+    delivery with it. Now the second waits, then reads the first's head and compares as usual.
+    SQLite needs none: its writers take turns, and the inbox takes the write lock before it reads."""
+    names = sorted(f"{len(shop)}:{shop}:{oid}" for shop, oid in keys)    # unambiguous, whatever the names hold
+    session.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 1) AS h "
+                         "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": names})
 
 
 def _read_heads(session: Session, keys: set[tuple[str, str]], sqlite: bool) -> dict:

@@ -104,6 +104,8 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
     keys = {(v.shop, v.external_order_id) for v in batch}
     if dialect == "postgresql":
         _lock_keys(session, keys)
+    elif sqlite:
+        _take_write_lock(session)
     heads = _read_heads(session, keys, sqlite)
     result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
@@ -132,10 +134,19 @@ def _lock_keys(session: Session, keys: set[tuple[str, str]]) -> None:
     order: no deadlock). Two transactions enqueuing one new order at once (the poll and the inbox, two
     daemons) would both find no head and both insert one: the second failed on the key, and its webhook
     delivery with it. Now the second waits, then reads the first's head and compares as usual.
-    SQLite needs none: its writers take turns, and the inbox takes the write lock before it reads."""
+    SQLite takes its one write lock instead (_take_write_lock)."""
     names = sorted(f"{len(shop)}:{shop}:{oid}" for shop, oid in keys)    # unambiguous, whatever the names hold
     session.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 1) AS h "
                          "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": names})
+
+
+def _take_write_lock(session: Session) -> None:
+    """SQLite: the heads are read under the write lock (BEGIN IMMEDIATE, unless this transaction holds it
+    already), so a writer that commits the same new order between our read and our write (the inbox job
+    beside a poll) is waited for and read, instead of failing our insert on the key."""
+    dbapi = session.connection().connection.driver_connection
+    if not dbapi.in_transaction:
+        dbapi.execute("BEGIN IMMEDIATE")
 
 
 def _read_heads(session: Session, keys: set[tuple[str, str]], sqlite: bool) -> dict:

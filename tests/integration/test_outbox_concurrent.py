@@ -1,5 +1,5 @@
-"""Two transactions enqueue one new order at the same moment on PostgreSQL (the poll and the inbox
-job, or two daemons): both succeed, and the second compares with the first's version as usual."""
+"""Two transactions enqueue one new order at the same moment (the poll and the inbox job, or two daemons),
+on SQLite and PostgreSQL: both succeed, and the second compares with the first's version as usual."""
 from __future__ import annotations
 
 import threading
@@ -15,8 +15,8 @@ from tests.delivery_helpers import wire_order
 
 
 @pytest.mark.parametrize("statuses, rows", [(("INITIALIZED", "DELIVERED"), 2), (("DELIVERED", "DELIVERED"), 1)])
-def test_one_new_order_enqueued_by_two_transactions_at_once(pg_url, statuses, rows):
-    engine = make_engine(pg_url)
+def test_one_new_order_enqueued_by_two_transactions_at_once(db_url, statuses, rows):
+    engine = make_engine(db_url)
     init_db(engine)
     both_open, errors = threading.Barrier(2), []
 

@@ -205,15 +205,39 @@ _SECTION_KEYS = {
     "receiver": {"max_body"},
 }
 _TOP_LEVEL = set(_SECTION_KEYS) | {"backend", "shops"}
+# What the backend and the shops' adapters read besides their dataclass fields (config.example.toml
+# documents each; tests/unit/test_config_keys.py holds these lists to it and to the code).
+BACKEND_OPTION_KEYS = frozenset({
+    "ui_password_env", "ui_secret_key_env", "ui_session_hours", "report_currency", "revenue_window_days",
+    "smtp_host", "smtp_port", "smtp_tls", "smtp_user_env", "smtp_password_env", "mail_from"})
+SHOP_KEYS = frozenset({
+    "name", "platform", "order_id_prefix", "webhook_secret_env", "status_map",
+    # Shopify
+    "domain", "access_token_env", "api_version", "api_url", "currency", "item_id", "store_id", "poll_lookback",
+    "poll_overlap", "poll_checkouts", "line_items_per_order", "enrich_products",
+    # WooCommerce
+    "url", "consumer_key_env", "consumer_secret_env", "query_string_auth", "rest_route", "abandoned_carts",
+    "product_details", "per_page", "poll_since", "retry_attempts", "retry_wait_max",
+    # CSV exports
+    "preset", "mapping", "timezone"})
 
 
 def unknown_keys(raw: dict) -> tuple[str, ...]:
-    """Keys that nothing reads: `[daemon] flush_evry` would otherwise be ignored without a word."""
+    """Keys that nothing reads: `[daemon] flush_evry` or a shop's `webhook_secret` (for `webhook_secret_env`)
+    would otherwise be ignored without a word."""
     out = [f"[{k}]" for k in raw if k not in _TOP_LEVEL]
     for name, known in _SECTION_KEYS.items():
         sec = raw.get(name)
         if isinstance(sec, dict):
             out += [f"[{name}] {k}" for k in sec if k not in known]
+    backend = raw.get("backend")
+    if isinstance(backend, dict):
+        known = set(BackendConfig.__dataclass_fields__) - {"options"} | BACKEND_OPTION_KEYS
+        out += [f"[backend] {k}" for k in backend if k not in known]
+    shops = raw.get("shops")
+    for i, shop in enumerate(shops if isinstance(shops, list) else ()):
+        if isinstance(shop, dict):
+            out += [f"[[shops]] {shop.get('name') or f'#{i + 1}'} {k}" for k in shop if k not in SHOP_KEYS]
     return tuple(out)
 
 

@@ -11,13 +11,12 @@ from backend import contacts, intake
 from backend.auth import protect
 from backend.db import get_engine, iso, write_transaction
 from backend.errors import ApiError
-from backend.paging import encode_cursor, int_arg, page_args
+from backend.paging import MAX_ID, encode_cursor, int_arg, page_args
 from backend.storage import Contact, Event, StoredOrder
 from connector.format import parse_date
 
 bp = protect(Blueprint("api", __name__, url_prefix="/api/v1"))
 ORDERS, EVENTS, CONTACTS = StoredOrder.__table__, Event.__table__, Contact.__table__
-MAX_ID = 2 ** 63 - 1     # the largest id a database column holds; a larger one names nothing
 
 
 # ---- Yespo-compatible ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from backend import reports, segments
 from backend.auth import protect
 from backend.db import get_engine as engine
 from backend.errors import ApiError
-from backend.paging import encode_cursor, page_args
+from backend.paging import MAX_ID, encode_cursor, page_args
 from backend.segments import InvalidSegment, SavedSegment, SegmentFilter
 from connector.format import parse_date
 from connector.money import ISO_4217
@@ -23,7 +23,7 @@ bp = protect(Blueprint("reports_api", __name__, url_prefix="/api/v1"))
 @bp.before_request                     # after protect's auth check: a stranger still gets 401
 def _ids_in_range():
     """An id beyond any column's range names nothing: 404, not a database error."""
-    if any(isinstance(v, int) and v > 2 ** 63 - 1 for v in (request.view_args or {}).values()):
+    if any(isinstance(v, int) and v > MAX_ID for v in (request.view_args or {}).values()):
         raise ApiError(404, "no such resource")
 
 
@@ -42,14 +42,26 @@ def _page() -> tuple[int, int | None]:
     return limit, after or None
 
 
+def query_date(name: str, raw: str) -> datetime:
+    """A date of a query (`at`, `since`, `until`); ValueError names what is wrong. Years 1900 to 9000: the
+    reports reach a year back and forth from it, and year 1 minus a year has no date."""
+    try:
+        moment = parse_date(raw.strip(), naive_as_utc=True)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e} (e.g. 2026-01-31 or 2026-01-31T10:00:00+02:00)") from None
+    if not 1900 <= moment.year <= 9000:
+        raise ValueError(f"{name}: expected a date between the years 1900 and 9000; got {raw.strip()[:40]!r}")
+    return moment
+
+
 def moment_arg(name: str) -> datetime | None:
     raw = request.args.get(name)
     if raw in (None, ""):
         return None
     try:
-        return parse_date(raw, naive_as_utc=True)
+        return query_date(name, raw)
     except ValueError as e:
-        raise ApiError(400, f"{name}: {e} (e.g. 2026-01-31 or 2026-01-31T10:00:00+02:00)") from None
+        raise ApiError(400, str(e)) from None
 
 
 def currency_arg() -> str:

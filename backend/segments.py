@@ -323,7 +323,7 @@ def saved_filter(seg_row) -> SegmentFilter:
 def load_saved(conn, ref):
     """A saved segment row by id (int or digits) or by name; works on a Connection or a Session."""
     t = SavedSegment.__table__
-    by_id = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
+    by_id = isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit())
     return conn.execute(sa.select(t).where(t.c.id == int(ref) if by_id else t.c.name == ref)).first()
 
 

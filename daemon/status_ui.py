@@ -13,6 +13,7 @@ from flask import (Blueprint, Flask, current_app, flash, redirect, render_templa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from backend.paging import whole_number
 from backend.ui import add_nav
 from backend.ui import session as ui_session
 from connector import outbox as outbox_ops
@@ -88,7 +89,7 @@ def last_polls(conn, shops: list[str]) -> list[dict]:
 @bp.get("/")
 def status():
     raw_before = request.args.get("before", "")
-    before = int(raw_before) if raw_before.isdigit() and int(raw_before) <= 2 ** 63 - 1 else None
+    before = whole_number(raw_before)
     with engine().connect() as conn:
         data = {"outbox": counts(conn, OUTBOX, OUTBOX_STATES), "inbox": counts(conn, INBOX, INBOX_STATES),
                 "push": last_push(conn), "polls": last_polls(conn, current_app.extensions.get(
@@ -104,7 +105,7 @@ def requeue():
     if request.form.get("all"):
         ids = None
     else:
-        ids = [int(v) for v in request.form.getlist("id") if v.isdigit() and int(v) <= 2 ** 63 - 1]
+        ids = [i for i in map(whole_number, request.form.getlist("id")) if i is not None]
         if not ids:
             flash("Nothing to requeue: tick a failed order first.", "error")
             return redirect(url_for("connector_status.status"))

@@ -15,6 +15,7 @@ import secrets
 from datetime import timedelta
 from functools import wraps
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, redirect, request, session, url_for
 
@@ -153,7 +154,12 @@ def login_required(view):
 
 
 def safe_next(target: str | None) -> str:
-    """Only a local path: never redirect a login to another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only a local path: never redirect a login to another site. Browsers drop tabs and line breaks
+    from a URL, so '/\t/evil.example' would become '//evil.example': any control character or space,
+    a backslash, or anything urlsplit reads as a scheme or a host, is refused."""
+    if (target and target.startswith("/") and "\\" not in target
+            and not any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target)):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and not target.startswith("//"):
+            return target
     return url_for("ui.orders")

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from backend import reports, reports_api, segments
 from backend.db import get_engine, write_transaction
+from backend.paging import MAX_ID, whole_number
 from backend.reports_api import cached, report_options, revenue_cached, rfm_cached, rfm_members_cached
 from backend.segments import InvalidSegment, SegmentFilter
 from backend.ui import present, queries
@@ -30,7 +31,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
-MAX_ID = 2 ** 63 - 1       # the largest id a database column holds; a larger one names nothing
 
 
 @bp.before_request
@@ -74,7 +74,8 @@ def template_helpers():
 
 def url_with(**changes) -> str:
     """The current page's URL with some query arguments changed (None removes one)."""
-    args = {k: v for k, v in request.args.items() if v != ""}
+    # url_for reads `_external`, `_anchor`, `_method`... as its own options: a query argument never is one
+    args = {k: v for k, v in request.args.items() if v != "" and not k.startswith("_")}
     for k, v in changes.items():
         if v is None:
             args.pop(k, None)
@@ -95,9 +96,10 @@ def int_arg(name: str) -> int | None:
     raw = request.args.get(name, "").strip()
     if raw == "":
         return None
-    if not raw.isdigit() or int(raw) > MAX_ID:
+    value = whole_number(raw)
+    if value is None:
         abort(400, description=f"{name}: expected a whole number, got {raw[:20]!r}")
-    return int(raw)
+    return value
 
 
 def date_arg(name: str) -> datetime | None:
@@ -105,9 +107,9 @@ def date_arg(name: str) -> datetime | None:
     if raw == "":
         return None
     try:
-        return parse_date(raw, naive_as_utc=True)
+        return reports_api.query_date(name, raw)
     except ValueError as e:
-        abort(400, description=f"{name}: {e} (e.g. 2026-01-31 or 2026-01-31T10:00:00+02:00)")
+        abort(400, description=str(e))
 
 
 def text_arg(name: str) -> str | None:
@@ -182,7 +184,7 @@ def rfm_arg() -> tuple[int, int] | None:
     if raw is None:
         return None
     parts = raw.split("-")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) \
+    if len(parts) != 2 or not all(whole_number(p) is not None for p in parts) \
             or int(parts[0]) >= len(reports.RECENCY_BINS) or int(parts[1]) >= len(reports.FREQUENCY_BINS):
         abort(400, description=f"rfm: expected <recency bin>-<frequency bin> such as 0-1, got {raw[:20]!r}")
     return int(parts[0]), int(parts[1])

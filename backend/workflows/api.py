@@ -9,7 +9,7 @@ from sqlalchemy import select
 from backend.auth import protect
 from backend.db import get_engine, write_transaction
 from backend.errors import ApiError
-from backend.paging import encode_cursor, int_arg, page_args
+from backend.paging import MAX_ID, encode_cursor, int_arg, page_args
 from backend.workflows import repo
 from backend.workflows import storage as t
 from backend.workflows.definition import DefinitionError
@@ -20,7 +20,7 @@ bp = protect(Blueprint("workflows", __name__, url_prefix="/api/v1"))
 @bp.before_request                     # after protect's auth check: a stranger still gets 401
 def _ids_in_range():
     """An id beyond any column's range names nothing: 404, not a database error."""
-    if any(isinstance(v, int) and v > 2 ** 63 - 1 for v in (request.view_args or {}).values()):
+    if any(isinstance(v, int) and v > MAX_ID for v in (request.view_args or {}).values()):
         raise ApiError(404, "no such resource")
 
 

@@ -286,3 +286,10 @@ def test_saved_segments_crud_and_workflow_test(app, client):
 def test_reports_need_the_api_key(client):
     assert client.get("/api/v1/reports/rfm").status_code == 401
     assert client.get("/api/v1/segments").status_code == 401
+
+
+@pytest.mark.parametrize("query", ["segments?limit=%C2%B2", "segments?orderCountMin=1&cursor=aWQ6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ",
+                                   "reports/rfm?at=0001-01-01", "segments/saved?limit=%C2%B2"])
+def test_odd_query_values_are_a_400_not_a_500(client, query):
+    r = client.get(f"/api/v1/{query}", headers=AUTH)
+    assert r.status_code == 400, r.get_data(as_text=True)

@@ -88,3 +88,11 @@ def test_requeue_needs_the_csrf_token(client, store):
     r = client.post("/ui/connector/requeue", data={"all": "1"})
     assert r.status_code == 400
     assert states(store)["1002"] == "failed"
+
+
+def test_odd_ids_are_ignored_not_a_500(client, store):
+    assert client.get("/ui/connector/?before=%C2%B2").status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/ui/connector/").text).group(1)
+    r = client.post("/ui/connector/requeue", data={"csrf_token": token, "id": "²"}, follow_redirects=True)
+    assert r.status_code == 200 and "Nothing to requeue" in r.text
+    assert states(store) == {"1001": "failed", "1002": "failed", "1003": "sent"}

@@ -261,3 +261,26 @@ def test_every_page_title_is_plain_text(logged_in):
         html = logged_in.get(path).get_data(as_text=True)
         assert re.search(r"<title>(.*?)</title>", html, re.S).group(1).strip() == f"{title} · orderbridge", path
         assert html.count('id="saved-segments"') <= 1, path
+
+
+def test_login_never_redirects_off_site_through_a_tab_or_line_break(client):
+    for target in ("/\t/evil.example", "/\n/evil.example", "/ /evil.example", "/\\evil.example", "https://evil.example"):
+        token = csrf_of(client.get("/ui/login").text)
+        r = client.post("/ui/login", data={"password": KEY, "csrf_token": token, "next": target})
+        assert r.status_code == 302 and r.headers["Location"] == "/ui/orders", target
+        client.post("/ui/logout", data={"csrf_token": csrf_of(client.get("/ui/orders").text)})
+
+
+@pytest.mark.parametrize("url", ["/ui/orders?contact=%C2%B2", "/ui/orders?before=%C2%B2", "/ui/contacts?rfm=%C2%B2-1",
+                                 "/ui/contacts?after=99999999999999999999999", "/ui/reports?at=0001-01-01",
+                                 "/ui/contacts?rfm=0-0&at=0001-01-01", "/ui/events?since=9999-12-31"])
+def test_odd_query_values_are_a_400_that_names_them(logged_in, url):
+    r = logged_in.get(url)
+    assert r.status_code == 400, (url, r.status_code)
+
+
+def test_query_arguments_are_never_taken_for_url_options(logged_in):
+    post_orders(logged_in, [{"externalOrderId": f"u{i}", "email": "u@example.com", "totalCost": 1, "status": "DELIVERED",
+                             "date": NOW.isoformat(), "currency": "USD"} for i in range(3)])
+    r = logged_in.get("/ui/orders?_method=DELETE&_external=1&_anchor=x")
+    assert r.status_code == 200 and "http://localhost" not in r.text

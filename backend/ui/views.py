@@ -330,6 +330,14 @@ def window_days() -> float:
         abort(400, description=str(e))
 
 
+def through_arg(name: str) -> datetime | None:
+    """An end date the page reads as 'to DATE': a bare date (2026-05-31) counts that whole day."""
+    end = date_arg(name)
+    if end is not None and len(request.args.get(name, "").strip()) == len("2026-05-31"):
+        end += timedelta(days=1) - timedelta(microseconds=1)
+    return end
+
+
 @bp.get("/reports")
 def reports_page():
     # The chart shows the last CHART_DAYS days; the page counts the same period unless asked otherwise.
@@ -338,7 +346,7 @@ def reports_page():
         rfm = rfm_cached(conn, date_arg("at"))
         currency, window = report_currency(conn), window_days()
         since = date_arg("since") if request.args.get("since") else parse_date(since_text, naive_as_utc=True)
-        revenue = revenue_cached(conn, currency, window, since, date_arg("until"))
+        revenue = revenue_cached(conn, currency, window, since, through_arg("until"))
         currencies = cached(conn, ("currencies",), lambda: queries.delivered_currencies(conn))
     return render_template("reports.html", rfm=rfm, grid=present.rfm_grid(rfm),
                            recency_labels=present.recency_labels_left_to_right(),

@@ -284,3 +284,21 @@ def test_query_arguments_are_never_taken_for_url_options(logged_in):
                              "date": NOW.isoformat(), "currency": "USD"} for i in range(3)])
     r = logged_in.get("/ui/orders?_method=DELETE&_external=1&_anchor=x")
     assert r.status_code == 200 and "http://localhost" not in r.text
+
+
+def test_the_revenue_report_to_a_date_counts_that_whole_day(app, logged_in):
+    """'Orders dated from 2026-05-01 to 2026-05-31' includes an order at noon on the 31st."""
+    post_orders(logged_in, [{"externalOrderId": "R-31", "email": "r@example.com", "totalCost": 10, "status": "DELIVERED",
+                             "date": "2026-05-31T12:00:00+00:00", "currency": "USD"}])
+    with app.app_context(), get_engine().begin() as conn:
+        conn.execute(wf.definitions.insert(), [dict(id=1, name="thanks", start_event="orderDELIVERED",
+                                                    definition='{"name": "x"}', created_at=NOW, updated_at=NOW)])
+        conn.execute(wf.messages.insert(), [dict(workflow_id=1, run_id=1, step_row_id=1, contact_id=1, channel="store",
+                                                 to_address="r@example.com", subject="s", body="b", status="stored",
+                                                 created_at=datetime(2026, 5, 30, tzinfo=timezone.utc))])
+    html = logged_in.get("/ui/reports?currency=USD&since=2026-05-01&until=2026-05-31").text
+    row = re.search(r'<table class="list" id="revenue">.*?</table>', html, re.S).group(0)
+    assert "10.00" in row
+    row = re.search(r'<table class="list" id="revenue">.*?</table>',
+                    logged_in.get("/ui/reports?currency=USD&since=2026-05-01&until=2026-05-30").text, re.S).group(0)
+    assert "10.00" not in row

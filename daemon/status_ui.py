@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from backend.paging import whole_number
 from backend.ui import add_nav
 from backend.ui import session as ui_session
+from backend.ui import views as ui_views
 from connector import outbox as outbox_ops
 from connector.flush import PAUSE_NAME, PAUSE_SHOP, paused_until
 from connector.store import (FAILED, INBOX_DONE, INBOX_FAILED, INBOX_IGNORED, INBOX_NEW, OUTBOX_STATES,
@@ -28,6 +29,10 @@ PAGE = 50
 ENGINE_KEY = "orderbridge.connector_engine"
 
 bp = Blueprint("connector_status", __name__, url_prefix="/ui/connector", template_folder="templates")
+
+
+# The UI's own headers (CSP, nosniff, no-store): this page shows shop cursors and error texts too.
+bp.after_request(ui_views.headers)
 
 
 @bp.before_request

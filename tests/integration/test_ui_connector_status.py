@@ -96,3 +96,9 @@ def test_odd_ids_are_ignored_not_a_500(client, store):
     r = client.post("/ui/connector/requeue", data={"csrf_token": token, "id": "²"}, follow_redirects=True)
     assert r.status_code == 200 and "Nothing to requeue" in r.text
     assert states(store) == {"1001": "failed", "1002": "failed", "1003": "sent"}
+
+
+def test_the_page_carries_the_ui_security_headers(client):
+    r = client.get("/ui/connector/")
+    assert "default-src" in r.headers["Content-Security-Policy"] and r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"

@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from backend.db import insert_many, select_in
 from backend.storage import Contact
+from connector import database
 from connector.format import Order
 
 T = Contact.__table__
@@ -70,14 +71,9 @@ class ContactBook:
         """PostgreSQL: hold, until the transaction ends, a lock per customer id, email and phone these orders
         carry (in one order: no deadlock), so two workers never both create a contact for one person.
         SQLite has one writer at a time already."""
-        if conn.dialect.name != "postgresql":
-            return
-        keys = sorted({f"x:{o.externalCustomerId}" for o in orders if o.externalCustomerId}
-                      | {f"e:{o.email.lower()}" for o in orders if o.email}
-                      | {f"p:{o.phone}" for o in orders if o.phone})
-        if keys:
-            conn.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 0) AS h "
-                              "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": keys})
+        database.advisory_locks(conn, [*(f"x:{o.externalCustomerId}" for o in orders if o.externalCustomerId),
+                                       *(f"e:{o.email.lower()}" for o in orders if o.email),
+                                       *(f"p:{o.phone}" for o in orders if o.phone)], space=0)
 
     def load(self, conn: Connection, orders: list[Order], ids: set[int]) -> None:
         """Fetch the contacts `orders` may match, and those with `ids` (linked to existing orders).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import Table, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -66,3 +66,16 @@ def create_missing(engine: Engine, tables: list[Table]) -> None:
     for table in tables:
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             index.create(engine, checkfirst=True)
+
+
+def advisory_locks(conn, keys: Iterable[str], space: int) -> None:
+    """PostgreSQL: hold, until the transaction ends, one lock per key (any text without NUL), taken in one
+    order by every transaction, so two that need the same keys queue instead of deadlocking. `space`
+    keeps one user's keys apart from another's (the connector store and the backend may share a
+    database). `conn` is a Connection or a Session; on other databases nothing happens."""
+    bind = conn.get_bind() if hasattr(conn, "get_bind") else conn
+    names = sorted(set(keys))
+    if bind.dialect.name != "postgresql" or not names:
+        return
+    conn.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, :space) AS h "
+                      "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": names, "space": space})

@@ -11,16 +11,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, NamedTuple, Sequence
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from connector.format import Order, canonical_json, order_to_wire
+from connector import database
+from connector.format import Order, canonical_json, order_to_wire, utf8
 from connector.retry import next_attempt_at
 from connector.store import FAILED, IN_FLIGHT, PENDING, SENT, OrderHead, OutboxRow, utcnow
 
 _HEADS = OrderHead.__table__
 _OUTBOX = OutboxRow.__table__
 _CHUNK = 500   # rows per IN (...) look-up; well under SQLite's variable limit
+LOCK_SPACE = 1  # database.advisory_locks: the connector store's keys (the backend's contacts use 0)
 
 
 @dataclass(frozen=True)
@@ -95,17 +97,20 @@ def enqueue_prepared(session: Session, versions: Iterable[PreparedVersion]) -> E
 
 def _hash_text(text: str) -> str:
     # content_hash(wire) is sha256 of canonical_json(wire): the text is already at hand here.
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(utf8(text)).hexdigest()
 
 
 def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> EnqueueResult:
     dialect = session.get_bind().dialect.name
     sqlite = dialect == "sqlite"
     keys = {(v.shop, v.external_order_id) for v in batch}
-    if dialect == "postgresql":
-        _lock_keys(session, keys)
-    elif sqlite:
+    if sqlite:
         _take_write_lock(session)
+    else:
+        # Two transactions enqueuing one new order at once (the poll and the inbox, two daemons) would both
+        # find no head and both insert one: the second failed on the key, and its webhook delivery with it.
+        # With a lock per order the second waits, then reads the first's head and compares as usual.
+        database.advisory_locks(session, (f"{len(shop)}:{shop}:{oid}" for shop, oid in keys), LOCK_SPACE)
     heads = _read_heads(session, keys, sqlite)
     result, now, new_heads, rows = EnqueueResult(), utcnow(), {}, []
     for v in batch:
@@ -127,17 +132,6 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
         new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
-
-
-def _lock_keys(session: Session, keys: set[tuple[str, str]]) -> None:
-    """PostgreSQL: hold, until the transaction ends, a lock per order being enqueued (taken in one sorted
-    order: no deadlock). Two transactions enqueuing one new order at once (the poll and the inbox, two
-    daemons) would both find no head and both insert one: the second failed on the key, and its webhook
-    delivery with it. Now the second waits, then reads the first's head and compares as usual.
-    SQLite takes its one write lock instead (_take_write_lock)."""
-    names = sorted(f"{len(shop)}:{shop}:{oid}" for shop, oid in keys)    # unambiguous, whatever the names hold
-    session.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, 1) AS h "
-                         "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": names})
 
 
 def _take_write_lock(session: Session) -> None:

@@ -79,3 +79,14 @@ def advisory_locks(conn, keys: Iterable[str], space: int) -> None:
         return
     conn.execute(text("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT hashtextextended(k, :space) AS h "
                       "FROM unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered"), {"keys": names, "space": space})
+
+
+def take_write_lock(session) -> None:
+    """SQLite: take the database's write lock now (BEGIN IMMEDIATE), unless this transaction holds it
+    already, so what it reads next stays true until it commits: another writer waits instead of
+    committing between our read and our write. Other databases: nothing (they lock rows or keys)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    dbapi = session.connection().connection.driver_connection
+    if not dbapi.in_transaction:
+        dbapi.execute("BEGIN IMMEDIATE")

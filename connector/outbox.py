@@ -105,7 +105,7 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
     sqlite = dialect == "sqlite"
     keys = {(v.shop, v.external_order_id) for v in batch}
     if sqlite:
-        _take_write_lock(session)
+        database.take_write_lock(session)    # the heads read below stay true until this commits
     else:
         # Two transactions enqueuing one new order at once (the poll and the inbox, two daemons) would both
         # find no head and both insert one: the second failed on the key, and its webhook delivery with it.
@@ -132,15 +132,6 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
         new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
     _write_heads(session, heads, new_heads, now)
     return result
-
-
-def _take_write_lock(session: Session) -> None:
-    """SQLite: the heads are read under the write lock (BEGIN IMMEDIATE, unless this transaction holds it
-    already), so a writer that commits the same new order between our read and our write (the inbox job
-    beside a poll) is waited for and read, instead of failing our insert on the key."""
-    dbapi = session.connection().connection.driver_connection
-    if not dbapi.in_transaction:
-        dbapi.execute("BEGIN IMMEDIATE")
 
 
 def _read_heads(session: Session, keys: set[tuple[str, str]], sqlite: bool) -> dict:

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from connector import database
 from connector.client import AddOrdersClient
 from connector.flush import FlushReport, Flusher, sweep
 from connector.inbox import mark
@@ -100,8 +101,8 @@ def _next_new(session: Session) -> int | None:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    elif dialect == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        database.take_write_lock(session)
     return session.execute(q).scalar()
 
 

@@ -16,7 +16,11 @@ from sqlmodel import SQLModel
 from connector.errors import ConfigError
 
 # Durable across process crashes in WAL mode; a writer waits up to 30 s for the lock.
-SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
+# 16 KiB pages for a new file (SQLite sets the size only before the first table, and never once in WAL
+# mode, so it comes first; an existing file keeps its own): rows carry an order's JSON (about 700 bytes),
+# and larger pages mean fewer page writes and splits; a million-row CSV import spends about a tenth less
+# CPU in SQLite (bench/csv_import.py).
+SQLITE_PRAGMAS = ("page_size=16384", "journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000")
 
 
 def normalise_url(url: str) -> str:

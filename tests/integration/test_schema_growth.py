@@ -52,3 +52,22 @@ def test_both_engines_keep_their_sqlite_settings(tmp_path):
     finally:
         store.dispose()
         backend.dispose()
+
+
+def test_a_new_sqlite_file_gets_16k_pages_and_an_existing_one_keeps_its_own(tmp_path):
+    import sqlite3
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:        # a file made by an earlier release, 4 KiB pages, WAL
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE earlier (x)")
+    conn.close()
+    for path, size in ((tmp_path / "new.db", 16384), (old, 4096)):
+        engine = store_engine(f"sqlite:///{path}")
+        try:
+            init_db(engine)
+            with engine.connect() as c:
+                assert c.exec_driver_sql("PRAGMA page_size").scalar() == size
+                assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        finally:
+            engine.dispose()

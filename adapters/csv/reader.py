@@ -51,13 +51,15 @@ def line_count(data: bytes, end: int | None = None) -> int:
     """Physical lines in `data[:end]` as a text file opened with newline='' counts them (\\n, \\r\\n and \\r)."""
     end = len(data) if end is None else end
     lf = data.count(b"\n", 0, end)
-    cr = data.count(b"\r", 0, end)
-    return lf + cr - data.count(b"\r\n", 0, end) if cr else lf
+    if data.find(b"\r", 0, end) < 0:        # most files: find stops at once where count would scan it all
+        return lf
+    return lf + data.count(b"\r", 0, end) - data.count(b"\r\n", 0, end)
 
 
 def check_decodable(path: Path, codec: str) -> None:
     """Refuse a file that does not decode with `codec` before anything is imported, naming the first bad
-    line and byte (one pass in C; reading it later finds nothing new).
+    line and byte (one pass in C; reading it later finds nothing new). Lines are counted only to name
+    the bad one: the pass over a good file (every import makes one before its workers start) decodes.
 
     Exports opened and saved in Excel on Windows are usually cp1252; guessing would silently
     turn `é` into `Ã©` in names, so the user chooses with --encoding.
@@ -67,29 +69,38 @@ def check_decodable(path: Path, codec: str) -> None:
     except LookupError:
         raise CsvUnreadable(f"unknown encoding {codec!r} (e.g. utf-8, cp1252, latin-1)") from None
     utf8 = codecs.lookup(codec).name in ("utf-8", "utf-8-sig")
-    lines_before, cr_before = 0, False       # a \r\n split between two blocks is one line end
+    offset = 0                              # of the block in the file
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_SCAN_BLOCK), b""):
             pending = len(decoder.getstate()[0])
-            split = cr_before and block[:1] == b"\n"
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as e:
                 at = max(0, e.start - pending)
-                line = lines_before + line_count(block, at) - split + 1
+                line = _line_at(path, offset + at)
                 if utf8:
                     raise CsvUnreadable(
                         f"{path.name}: line {line} is not UTF-8 (byte 0x{block[at]:02x}); the file was probably "
                         f"saved by Excel on Windows: try --encoding cp1252") from None
                 raise CsvUnreadable(f"{path.name}: line {line} cannot be decoded as {codec} (byte 0x{block[at]:02x}); "
                                     "try another --encoding") from None
-            lines_before += line_count(block) - split
-            cr_before = block[-1:] == b"\r"
+            offset += len(block)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise CsvUnreadable(f"{path.name}: the file ends inside a character ({codec}); "
                                 "try another --encoding") from None
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The physical line (from 1) that byte `offset` of the file is on, read in blocks."""
+    lines, cr_before = 0, False             # a \r\n split between two blocks is one line end
+    with open(path, "rb") as f:
+        while offset > 0 and (block := f.read(min(_SCAN_BLOCK, offset))):
+            lines += line_count(block) - (cr_before and block[:1] == b"\n")
+            cr_before = block[-1:] == b"\r"
+            offset -= len(block)
+    return lines + 1
 
 
 def open_text(path: Path, encoding: str):

@@ -6,6 +6,8 @@ for why the write is serialised per process on SQLite.
 """
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, request
 
 from adapters.webhook_http import first_header, json_error
@@ -20,6 +22,7 @@ TOPIC_HEADERS = ("X-Shopify-Topic", "Shopify-Topic")
 _KEPT_PREFIXES = ("x-shopify-", "shopify-", "content-type", "user-agent")
 
 blueprint = Blueprint("shopify_webhooks", __name__)
+log = logging.getLogger(__name__)
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -40,9 +43,12 @@ def receive(shop: str):
         return json_error(404, f"no Shopify shop named {shop!r} in the config")
     secret = shop_cfg.webhook_secret
     if not secret:
-        # Without a secret nothing can be verified, and an unverified body is never stored.
-        return json_error(401, f"shop {shop!r} has no webhook secret: set the environment variable named by "
-                           f"webhook_secret_env ({shop_cfg.webhook_secret_env or 'not configured'})")
+        # Without a secret nothing can be verified, and an unverified body is never stored. The operator
+        # learns which variable to set from the log; the sender (anyone) learns nothing of the set-up.
+        # Shopify retries a 401 for 48 hours: deliveries made meanwhile arrive once it is set.
+        log.error("shop %s: no webhook secret, refusing deliveries: set the environment variable named by "
+                  "webhook_secret_env (%s)", shop, shop_cfg.webhook_secret_env or "not configured")
+        return json_error(401, "this shop has no webhook secret configured; deliveries cannot be verified")
     body = request.get_data(cache=False)
     if not verify(secret, body, first_header(request.headers, HMAC_HEADERS)):
         return json_error(401, "signature does not match the body (X-Shopify-Hmac-Sha256, base64 HMAC-SHA256 "

@@ -10,7 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -164,15 +164,30 @@ def _process(session: Session, delivery: InboxDelivery, config) -> str | None:
     return module.process(session, delivery, shop)
 
 
-def replay_inbox(engine: Engine, ids: list[int] | None) -> int:
-    """Failed deliveries back to `new` (after a fix); `ids=None` means every failed one."""
+def replay_inbox(engine: Engine, ids: list[int] | None) -> list[int]:
+    """Failed deliveries back to `new` (after a fix); `ids=None` means every failed one. Returns the ids
+    set back, so the caller can tell their outcome from that of other deliveries processed with them."""
     cond = [_INBOX.c.state == INBOX_FAILED]
     if ids is not None:
         cond.append(_INBOX.c.id.in_(ids))
     with Session(engine) as s:
-        n = s.execute(update(_INBOX).where(*cond).values(state=INBOX_NEW)).rowcount
+        found = list(s.execute(select(_INBOX.c.id).where(*cond).order_by(_INBOX.c.id)).scalars())
+        for part in range(0, len(found), 500):
+            s.execute(update(_INBOX).where(_INBOX.c.id.in_(found[part:part + 500]), _INBOX.c.state == INBOX_FAILED)
+                      .values(state=INBOX_NEW))
         s.commit()
-    return n
+    return found
+
+
+def inbox_states(engine: Engine, ids: list[int]) -> dict[str, int]:
+    """How many of the deliveries `ids` are in each state."""
+    counts: dict[str, int] = {}
+    with engine.connect() as conn:
+        for part in range(0, len(ids), 500):
+            for state, n in conn.execute(select(_INBOX.c.state, func.count()).where(_INBOX.c.id.in_(ids[part:part + 500]))
+                                         .group_by(_INBOX.c.state)):
+                counts[state] = counts.get(state, 0) + n
+    return counts
 
 
 # ---- polling -------------------------------------------------------------------------------

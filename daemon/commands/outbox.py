@@ -116,17 +116,24 @@ def inbox_failed(engine, args, config) -> int:
 def replay(engine, args, config) -> int:
     from sqlalchemy import select
 
-    from connector.store import INBOX_FAILED, InboxDelivery
-    from daemon.jobs import Runtime, process_inbox, replay_inbox
+    from connector.store import INBOX_DONE, INBOX_FAILED, INBOX_IGNORED, InboxDelivery
+    from daemon.jobs import Runtime, inbox_states, process_inbox, replay_inbox
     t = InboxDelivery.__table__
     unknown: list[int] = []
     if not args.all_failed:   # like requeue: an id that is not a failed delivery is named, not skipped quietly
         with engine.connect() as conn:
             failed = set(conn.execute(select(t.c.id).where(t.c.id.in_(args.ids), t.c.state == INBOX_FAILED)).scalars())
         unknown = [i for i in args.ids if i not in failed]
-    n = replay_inbox(engine, None if args.all_failed else args.ids)
+    replayed = replay_inbox(engine, None if args.all_failed else args.ids)
+    # The inbox is processed oldest first, so new deliveries waiting behind the replayed ones go too (as the
+    # daemon would take them); the report and the exit code are about the replayed ones, the rest is counted.
     report = process_inbox(Runtime.create(config, engine))
-    print(f"replayed {n}: {report.done} done, {report.ignored} ignored, {report.failed} failed again")
+    states = inbox_states(engine, replayed)
+    done, ignored, again = states.get(INBOX_DONE, 0), states.get(INBOX_IGNORED, 0), states.get(INBOX_FAILED, 0)
+    print(f"replayed {len(replayed)}: {done} done, {ignored} ignored, {again} failed again")
+    if (others := report.total - (done + ignored + again)) > 0:
+        print(f"also processed {others} other new deliveries ({max(0, report.done - done)} done, "
+              f"{max(0, report.ignored - ignored)} ignored, {max(0, report.failed - again)} failed)")
     if unknown:
         print(f"not failed deliveries (or unknown): {' '.join(map(str, unknown))}", file=sys.stderr)
-    return 0 if report.failed == 0 and not unknown else 1
+    return 0 if again == 0 and not unknown else 1

@@ -156,3 +156,26 @@ def test_failed_inbox_deliveries_are_listed_and_replayed(cfg, fixtures_dir, caps
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(unknown)]
     assert ob(cfg, "outbox", "replay", str(unknown)) == 1      # still unknown: failed again, body kept
     assert "failed again" in capsys.readouterr().out
+
+
+def test_replay_reports_the_replayed_deliveries_apart_from_others_processed_with_them(cfg, fixtures_dir, capsys):
+    """Replaying one delivery also processes the new ones behind it (oldest first, as the daemon would);
+    its report and exit code are about the replayed one, and the others are counted on their own line."""
+    eng = engine_of(cfg)
+    body = (fixtures_dir / "woocommerce" / "webhook_order_76_eur_created.body.raw").read_bytes()
+    with Session(eng) as s:
+        gone = record_delivery(s, platform="woocommerce", shop="gone", topic="order.created", headers={}, body=body, delivery_id="1")
+        s.commit()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        FakeTarget().install(rsps)
+        ob(cfg, "daemon", "--once")
+    with Session(eng) as s:                 # arrive after the failure, wait as new
+        for n in (2, 3):
+            record_delivery(s, platform="woocommerce", shop="woo", topic="order.created", headers={}, body=body, delivery_id=str(n))
+        record_delivery(s, platform="woocommerce", shop="gone", topic="order.created", headers={}, body=body, delivery_id="4")
+        s.commit()
+    capsys.readouterr()
+    assert ob(cfg, "outbox", "replay", str(gone)) == 1
+    out = capsys.readouterr().out
+    assert "replayed 1: 0 done, 0 ignored, 1 failed again" in out
+    assert "also processed 3 other new deliveries (2 done, 0 ignored, 1 failed)" in out

@@ -28,7 +28,9 @@ def spreadsheet_mangled(text: str) -> bool:
 
 
 def show(text: str, width: int = 40) -> str:
-    return repr(text if len(text) <= width else text[:width] + "…")
+    """A cell quoted for a message, shortened with an ASCII "...": messages go into the rejected-rows report,
+    written in the input's own encoding, which may lack "…" (latin-1, ISO 8859-15)."""
+    return repr(text if len(text) <= width else text[:width] + "...")
 
 
 def money(text: str, column: str, *, decimal_sep: str = ".", thousands_sep: str = "") -> Decimal:

@@ -46,3 +46,53 @@ def test_a_latin1_file_with_a_long_bad_cell_gets_its_rejected_report(cli, tmp_pa
     report = list(csv.reader((tmp_path / "latin.rejected.csv").open(encoding="latin-1", newline="")))
     assert report[1][total] == rows[1][total]
     assert report[1][-1].startswith("Total: not a number: 'not an amount: a cell far longer than fo...'")
+
+
+EXTRA = Path(__file__).parents[1] / "fixtures" / "csv_extra"
+ONE_ROW_MAPPING = """
+[columns]
+externalOrderId = "order"
+totalCost = "total"
+date = "date"
+status = "status"
+currency = "cur"
+email = "mail"
+[items]
+externalItemId = "sku"
+quantity = "qty"
+line_total = "line"
+"""
+
+
+def test_generic_one_row_per_order_never_drops_a_second_row_of_an_order(cli, tmp_path):
+    """layout = "order" (the default) reads items from an order's one row: a file with one row per line item,
+    imported without layout = "item", lost every item but the first, silently (2 rows, 1 order, 0 rejected)."""
+    (tmp_path / "m.toml").write_text(ONE_ROW_MAPPING)
+    path = tmp_path / "erp.csv"
+    path.write_text("order,date,status,total,cur,mail,sku,qty,line\n"
+                    "1,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,a@example.com,P1,1,10.00\n"
+                    "1,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,a@example.com,P2,1,20.00\n"
+                    "2,2026-01-02T10:00:00+00:00,DELIVERED,5.00,EUR,b@example.com,P3,1,5.00\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml")
+    assert code == 1
+    assert "3 rows, 2 orders" in out and "enqueued:  1 orders" in out and "rejected:  2 rows (1 orders)" in out
+    assert 'line 3, order: order 1 already has a row at line 2, and layout = "order" reads one row per order' in err
+    assert 'set layout = "item"' in err
+    report = list(csv.reader((tmp_path / "erp.rejected.csv").open(newline="")))
+    assert [r[6] for r in report[1:]] == ["P1", "P2"]
+
+
+@pytest.mark.parametrize("name, row_of_order", [("webtoffee_orders.csv", 2), ("skyverge_orders.csv", 2)])
+def test_woocommerce_one_row_per_order_exports_never_drop_a_repeated_order_row(cli, tmp_path, name, row_of_order):
+    """WebToffee and SkyVerge (default) write one row per order with every item in its cells: a second row with
+    the same order_id (a repeated row, or items in separate rows) was read by nobody and dropped, silently."""
+    lines = (EXTRA / name).read_text(encoding="utf-8").splitlines(keepends=True)
+    again = lines[row_of_order - 1]
+    path = tmp_path / name
+    path.write_text("".join(lines[:row_of_order] + [again] + lines[row_of_order:]), encoding="utf-8")
+    code, out, err = cli(path, "--shop", "legacy", "--preset", "woocommerce", "--timezone", "UTC")
+    assert code == 1, err
+    rows = len(lines)           # one more data row than the fixture's
+    assert f"{rows} rows" in out and "rejected:  2 rows (1 orders)" in out
+    assert f"line {row_of_order + 1}, order_id: order" in err
+    assert f"already has a row at line {row_of_order}, and this export has one row per order" in err

@@ -116,6 +116,13 @@ def check_consistent(c: Collector, rows: list[Row], columns: Iterable[tuple[str,
                       f"{show(got)} here, {show(want)} there")
 
 
+def one_row_only(c: Collector, rows: list[Row], column: str, key: str, layout: str) -> None:
+    """In a layout of one row per order, the later rows of an order (consecutive rows with its key) would be
+    read by nobody: each is reported on its own line instead of being dropped."""
+    for row in rows[1:]:
+        c.add(row.line, column, f"order {key} already has a row at line {rows[0].line}, and {layout}")
+
+
 def allocate_discount(nets: list[Decimal], discount: Decimal) -> list[Decimal]:
     """Spread an order-level discount over line totals in proportion to them (the last takes the rest)."""
     base = sum(nets)

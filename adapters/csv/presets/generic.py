@@ -36,7 +36,7 @@ from connector.errors import ConfigError
 from connector.format import STATUSES
 
 from adapters.csv.presets import Context
-from adapters.csv.presets.base import Built, Collector, Header, check_consistent
+from adapters.csv.presets.base import Built, Collector, Header, check_consistent, one_row_only
 from adapters.csv.reader import Row
 from adapters.csv.values import DateReader, money, optional_money, quantity, show, zone
 
@@ -123,6 +123,9 @@ class GenericMapping:
         cells, line = first.cells, first.line
         if self.per_item:
             self._check_consistent(c, rows)
+        else:
+            one_row_only(c, rows, self.key_column, self.key(cells), 'layout = "order" reads one row per order '
+                         '(for one row per line item, set layout = "item" in the mapping)')
         data: dict = {}
         for f in ORDER_FIELDS:
             raw = self.value(cells, f)

@@ -21,7 +21,7 @@ from connector.format import STATUSES
 from connector.money import minor_unit
 
 from adapters.csv.presets import Context
-from adapters.csv.presets.base import Built, Collector, Header, check_consistent, reconciles
+from adapters.csv.presets.base import Built, Collector, Header, check_consistent, one_row_only, reconciles
 from adapters.csv.reader import CsvUnreadable, Row
 from adapters.csv.values import DateReader, join_address, money, optional_money, quantity, show
 
@@ -139,6 +139,10 @@ class WooExport:
         cells, line = first.cells, first.line
         if self.items_kind == "per_row":
             self._check_consistent(c, rows)
+        else:
+            one_row_only(c, rows, L.id, self.key(cells), "this export has one row per order, its items in "
+                         f"{'line_items' if self.items_kind == 'line_items' else 'line_item_N'} cells "
+                         "(remove the repeated row, or export the order again)")
         status = self._status(c, line, self.cell(cells, L.status))
         currency = self.cell(cells, *L.currency).upper()
         if not currency:

@@ -96,3 +96,30 @@ def test_woocommerce_one_row_per_order_exports_never_drop_a_repeated_order_row(c
     assert f"{rows} rows" in out and "rejected:  2 rows (1 orders)" in out
     assert f"line {row_of_order + 1}, order_id: order" in err
     assert f"already has a row at line {row_of_order}, and this export has one row per order" in err
+
+
+GOOD_COLUMNS = '[columns]\nexternalOrderId = "order"\ntotalCost = "total"\ndate = "date"\nstatus = "status"\n' \
+               'currency = "cur"\n'
+
+
+@pytest.mark.parametrize("text, words", [
+    ('columns = "order"\n', "columns must be a table"),
+    ('[columns]\nexternalOrderId = 5\ntotalCost = "total"\ndate = "date"\nstatus = "status"\ncurrency = "cur"\n',
+     "[columns] externalOrderId must be a column name (a non-empty string); got 5"),
+    ('status = "DELIVERED"\n' + GOOD_COLUMNS, "status must be a table"),
+    ('decimal_separator = 5\n' + GOOD_COLUMNS, "decimal_separator must be a string"),
+    ('date_format = 5\n' + GOOD_COLUMNS, "date_format must be a string"),
+    ('decimal_separator = ",-"\n' + GOOD_COLUMNS, "decimal_separator must be one character"),
+    ('decimal_separator = ","\nthousands_separator = ","\n' + GOOD_COLUMNS,
+     "decimal_separator and thousands_separator are both ','"),
+    ('date_fromat = "%d.%m.%Y"\n' + GOOD_COLUMNS, "unknown setting 'date_fromat'"),
+    (GOOD_COLUMNS + '[defaults]\ncurency = "EUR"\n', "[defaults] curency is not an add-orders field"),
+    (GOOD_COLUMNS + '[status]\npaid = 3\n', "[status] 'paid' = 3 is not one of"),
+])
+def test_mapping_mistakes_are_one_line_errors_not_tracebacks(cli, tmp_path, text, words):
+    (tmp_path / "m.toml").write_text(text)
+    path = tmp_path / "o.csv"
+    path.write_text("order,date,status,total,cur\n1,2026-01-01T10:00:00+00:00,DELIVERED,5.00,EUR\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("orderbridge import-csv: mapping m.toml: ") and words in err, err

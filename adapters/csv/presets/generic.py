@@ -62,8 +62,23 @@ def load_mapping(path: Path | None) -> dict:
     return raw
 
 
+SETTINGS = ("layout", "delimiter", "encoding", "date_format", "timezone", "decimal_separator", "thousands_separator")
+TABLES = ("columns", "items", "status", "defaults")
+
+
 def _check_mapping(raw: dict, path: Path) -> None:
+    """Every mistake a mapping file can hold, named in one line (a wrong type would otherwise surface as a
+    traceback, and a misspelt setting would be ignored and show up as every row rejected)."""
     where = f"mapping {Path(path).name}"
+    for k, v in raw.items():
+        if k in TABLES:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: {k} must be a table ([{k}] followed by key = value lines)")
+        elif k in SETTINGS:
+            if not isinstance(v, str):
+                raise ConfigError(f"{where}: {k} must be a string, e.g. {k} = \"...\"; got {v!r}")
+        else:
+            raise ConfigError(f"{where}: unknown setting {k!r} (known: {', '.join(SETTINGS + TABLES)})")
     cols, items, defaults = raw.get("columns", {}), raw.get("items", {}), raw.get("defaults", {})
     for k in cols:
         if k not in ORDER_FIELDS and not k.startswith("additionalInfo."):
@@ -72,20 +87,32 @@ def _check_mapping(raw: dict, path: Path) -> None:
     for k in items:
         if k not in ITEM_FIELDS:
             raise ConfigError(f"{where}: [items] {k} is not an item field ({', '.join(ITEM_FIELDS)})")
+    for table, entries in (("columns", cols), ("items", items)):
+        for k, v in entries.items():
+            if not isinstance(v, str) or not v.strip():
+                raise ConfigError(f"{where}: [{table}] {k} must be a column name (a non-empty string); got {v!r}")
+    for k, v in defaults.items():
+        if k not in ORDER_FIELDS and not k.startswith("additionalInfo."):
+            raise ConfigError(f"{where}: [defaults] {k} is not an add-orders field ({', '.join(ORDER_FIELDS)}, "
+                              "additionalInfo.<name>)")
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+            raise ConfigError(f"{where}: [defaults] {k} must be a string or a number; got {v!r}")
+    for k in ("decimal_separator", "thousands_separator"):
+        if len(raw.get(k, ".")) > 1 or (k == "decimal_separator" and raw.get(k) == ""):
+            raise ConfigError(f"{where}: {k} must be one character; got {raw[k]!r}")
+    if raw.get("decimal_separator", ".") == raw.get("thousands_separator"):
+        raise ConfigError(f"{where}: decimal_separator and thousands_separator are both {raw['thousands_separator']!r}")
     missing = [f for f in REQUIRED if f not in cols and f not in defaults]
     if missing:
         raise ConfigError(f"{where}: [columns] (or [defaults]) lacks {', '.join(missing)}")
     if items and ("externalItemId" not in items or "quantity" not in items):
         raise ConfigError(f"{where}: [items] needs externalItemId and quantity")
-    for k in ("delimiter", "encoding"):
-        if k in raw and not isinstance(raw[k], str):
-            raise ConfigError(f"{where}: {k} must be a string")
     if raw.get("layout", "order") not in ("order", "item"):
         raise ConfigError(f"{where}: layout must be \"order\" or \"item\"")
     if raw.get("layout") == "item" and not items:
         raise ConfigError(f"{where}: layout \"item\" needs an [items] table")
     for v, s in raw.get("status", {}).items():
-        if str(s).upper() not in STATUSES:
+        if not isinstance(s, str) or s.upper() not in STATUSES:
             raise ConfigError(f"{where}: [status] {v!r} = {s!r} is not one of {', '.join(STATUSES)}")
 
 

@@ -33,11 +33,16 @@ def show(text: str, width: int = 40) -> str:
     return repr(text if len(text) <= width else text[:width] + "...")
 
 
+_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " "})
+
+
 def money(text: str, column: str, *, decimal_sep: str = ".", thousands_sep: str = "") -> Decimal:
     """A non-negative amount such as `1500.00`, `1 234,50` (with separators given) or `163056`."""
     raw = text.strip()
     if not raw:
         raise CellError(column, "is empty; expected an amount")
+    if thousands_sep == " ":
+        raw = raw.translate(_SPACES)      # what locales group digits with: no-break and narrow no-break spaces
     if thousands_sep and thousands_sep in raw:
         raw = _ungroup(raw, text, column, thousands_sep, decimal_sep)
     if decimal_sep != ".":

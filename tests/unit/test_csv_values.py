@@ -80,3 +80,10 @@ def test_rows_carry_the_physical_line_they_start_on():
     rows = list(read_rows(io.StringIO(text, newline=""), ",", "t.csv"))
     assert [(r.line, r.cells[0]) for r in rows] == [(1, "a"), (2, "1"), (5, "3"), (6, "4"), (8, "5")]
     assert rows[1].cells[1] == "two\nlines"
+
+
+@pytest.mark.parametrize("text", ["1\u00a0234,50", "1\u202f234,50", "1\u2009234,50"])
+def test_a_space_as_thousands_separator_also_reads_the_spaces_spreadsheets_write(text):
+    """French (and other) locales group digits with a no-break or narrow no-break space, which is what
+    Excel and most ERPs write; `thousands_separator = " "` is what a user can type in the mapping."""
+    assert money(text, "Total", decimal_sep=",", thousands_sep=" ") == Decimal("1234.50")

@@ -27,6 +27,16 @@ def spreadsheet_mangled(text: str) -> bool:
     return bool(_SPREADSHEET_NUMBER.match(text))
 
 
+def not_rounded(text: str, column: str, what: str) -> str:
+    """`text`, unless a spreadsheet turned it (a long id, SKU or phone) into a rounded number such as 1.67188E+13
+    (spreadsheets always write the `+`: a product code such as `2E4` is left alone)."""
+    if "E+" in text.upper() and spreadsheet_mangled(text.strip()):
+        raise CellError(column, f"{show(text.strip())}: a spreadsheet turned the {what} into a rounded number (its "
+                        "digits are lost); export again and import without opening the file in a spreadsheet, "
+                        "or format the column as text")
+    return text
+
+
 def show(text: str, width: int = 40) -> str:
     """A cell quoted for a message, shortened with an ASCII "...": messages go into the rejected-rows report,
     written in the input's own encoding, which may lack "…" (latin-1, ISO 8859-15)."""

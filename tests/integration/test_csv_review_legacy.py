@@ -123,3 +123,33 @@ def test_mapping_mistakes_are_one_line_errors_not_tracebacks(cli, tmp_path, text
     code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
     assert code == 2 and "Traceback" not in err
     assert err.startswith("orderbridge import-csv: mapping m.toml: ") and words in err, err
+
+
+def test_generic_ids_and_phones_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
+    """An ERP export opened and saved in Excel: a 14-digit order id becomes 1.67185E+13 and a phone 3.80501E+11.
+    Imported as they were, orders got ids that several real orders share, and a phone of other digits
+    (38050111) reached a contact. The Shopify preset refused these already; the generic one did not."""
+    (tmp_path / "m.toml").write_text(GOOD_COLUMNS + 'phone = "phone"\nexternalCustomerId = "customer"\n'
+                                     '[items]\nexternalItemId = "sku"\nquantity = "qty"\n')
+    path = tmp_path / "o.csv"
+    path.write_text("order,date,status,total,cur,phone,customer,sku,qty\n"
+                    "1.67185E+13,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,3.80501E+11,,2E4,1\n"
+                    "16718600000001,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,380501234567,7.70012E+11,2E4,1\n"
+                    "16718600000002,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,380501234567,77,4.00638E+12,1\n"
+                    "16718600000003,2026-01-01T10:00:00+00:00,DELIVERED,30.00,EUR,380501234567,77,2E4,1\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
+    assert code == 1 and "rejected:  3 rows (3 orders)" in out
+    assert "line 2, order: '1.67185E+13': a spreadsheet turned the order id into a rounded number" in err
+    assert "line 2, phone: '3.80501E+11': a spreadsheet turned the phone into a rounded number" in err
+    assert "line 3, customer: '7.70012E+11': a spreadsheet turned the customer id into a rounded number" in err
+    assert "line 4, sku: '4.00638E+12': a spreadsheet turned the item id into a rounded number" in err
+    assert "line 5" not in err          # a product code such as 2E4 is no rounded number
+
+
+def test_woocommerce_phones_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
+    lines = (EXTRA / "webtoffee_orders.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    path = tmp_path / "wt.csv"
+    path.write_text(lines[0] + lines[1].replace("+49 (030) 123-4567", "4.93012E+11"), encoding="utf-8")
+    code, out, err = cli(path, "--shop", "legacy", "--preset", "woocommerce", "--timezone", "UTC", "--dry-run")
+    assert code == 1
+    assert "line 2, billing_phone: '4.93012E+11': a spreadsheet turned the phone into a rounded number" in err

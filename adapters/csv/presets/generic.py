@@ -38,7 +38,7 @@ from connector.format import STATUSES
 from adapters.csv.presets import Context
 from adapters.csv.presets.base import Built, Collector, Header, check_consistent, one_row_only
 from adapters.csv.reader import Row
-from adapters.csv.values import DateReader, money, optional_money, quantity, show, zone
+from adapters.csv.values import DateReader, money, not_rounded, optional_money, quantity, show, zone
 
 ORDER_FIELDS = ("externalOrderId", "totalCost", "status", "date", "currency", "externalCustomerId", "email", "phone",
                 "firstName", "lastName", "shipping", "discount", "taxes", "restoreUrl", "statusDescription",
@@ -46,6 +46,8 @@ ORDER_FIELDS = ("externalOrderId", "totalCost", "status", "date", "currency", "e
 MONEY_FIELDS = ("totalCost", "shipping", "discount", "taxes")
 ITEM_FIELDS = ("externalItemId", "quantity", "name", "category", "cost", "line_total", "url", "imageUrl", "description")
 REQUIRED = ("externalOrderId", "totalCost", "date", "status", "currency")
+# fields whose long digit strings a spreadsheet rounds (1.67188E+13): refused, or orders and contacts would merge
+ROUNDED = {"externalOrderId": "order id", "externalCustomerId": "customer id", "phone": "phone"}
 UNTIMED = "dates have no UTC offset and no time zone is set: read as UTC (set timezone in the mapping or --timezone)"
 
 
@@ -181,6 +183,8 @@ class GenericMapping:
             return c.run(line, self.dates, raw, col)
         if f == "status":
             return self._status(c, line, col, raw)
+        if f in ROUNDED:
+            c.run(line, not_rounded, raw, col, ROUNDED[f])
         return raw
 
     def _status(self, c: Collector, line: int, col: str, raw: str) -> str | None:
@@ -203,6 +207,7 @@ class GenericMapping:
         ident = get("externalItemId")
         if not ident:
             c.add(row.line, col["externalItemId"], "is empty; every line item needs an id")
+        c.run(row.line, not_rounded, ident, col["externalItemId"], "item id")
         item = {k: get(k) or None for k in ("name", "category", "url", "imageUrl", "description") if k in col}
         cost = c.run(row.line, optional_money, get("cost"), col.get("cost", "cost"), **self.seps)
         line_total = c.run(row.line, optional_money, get("line_total"), col.get("line_total", "line_total"), **self.seps)

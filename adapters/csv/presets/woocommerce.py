@@ -23,7 +23,7 @@ from connector.money import minor_unit
 from adapters.csv.presets import Context
 from adapters.csv.presets.base import Built, Collector, Header, check_consistent, one_row_only, reconciles
 from adapters.csv.reader import CsvUnreadable, Row
-from adapters.csv.values import DateReader, join_address, money, optional_money, quantity, show
+from adapters.csv.values import DateReader, join_address, money, not_rounded, optional_money, quantity, show
 
 # DESIGN.md section 3 (WooCommerce column); drafts are not orders (no default entry: rejected, named).
 DEFAULT_STATUS_MAP = {
@@ -168,6 +168,8 @@ class WooExport:
             "additionalInfo": {"orderNumber": self.cell(cells, L.number)} if self.cell(cells, L.number) else {},
             "items": items,
         }
+        for col in L.phone:
+            c.run(line, not_rounded, self.cell(cells, col), col, "phone")
         if not (data["externalCustomerId"] or data["email"] or sum(ch.isdigit() for ch in data["phone"] or "") >= 5):
             c.add(line, "/".join(L.email[:1] + L.phone[:1]), "no contact id: no customer id, email or phone "
                   "(5 digits or more)")

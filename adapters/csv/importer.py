@@ -99,9 +99,29 @@ def in_utc(updated_at: datetime | None) -> datetime | None:
         return None
 
 
-def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: int) -> Iterator[tuple[str, list[Row]]]:
+class BlankRows:
+    """Rows with no cell filled (a spreadsheet saves `,,,,` lines after the data, or between blocks): not
+    orders, so not rejected; skipped and counted, so the summary's rows still add up."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first_line: int | None = None
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if self.first_line is None or line < self.first_line:
+            self.first_line = line
+
+
+def is_blank(cells: list[str]) -> bool:
+    return not any(cells) or not "".join(cells).strip()
+
+
+def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: int,
+               blank: BlankRows) -> Iterator[tuple[str, list[Row]]]:
     """Consecutive rows with the same key form one order (exports keep an order's rows together); a row
-    with no key is an order of its own (and rejected as such).
+    with no key is an order of its own (and rejected as such), unless no cell of it is filled: it is
+    counted in `blank` and skipped (and does not part the rows around it).
 
     Rows are padded to at least width + 1 cells: short rows (Excel trims trailing blanks) read as
     blanks, and cell `width` is a blank that stands in for missing columns (Header.position).
@@ -114,6 +134,9 @@ def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: i
         if len(cells) < need:
             cells.extend([""] * (need - len(cells)))
         k = key_of(cells)
+        if not k and is_blank(cells):
+            blank.add(row.line)
+            continue
         if current and (k != cur_key or not k):
             yield cur_key, current
             current = []
@@ -161,6 +184,7 @@ class _RangeResult(NamedTuple):
                                 # (key, first line, order id, canonical JSON, hash, updated_at in UTC, notes),
                                 # a rejected one (key, first line, rows, row errors, translation errors)
     error: str | None = None    # the range cannot be decoded: the import stops here, as it would in one process
+    blank: BlankRows | None = None  # the rows with no cell filled (counted in `rows`)
 
 
 def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, width: int) -> _RangeResult:
@@ -177,8 +201,9 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
+    blank = BlankRows()
     try:
-        for key, group in group_rows(rows, bound.key, width):
+        for key, group in group_rows(rows, bound.key, width, blank):
             errors = row_errors(group, width)
             done = None if errors or not key else translate(bound, group, nul_free)
             if done is not None and done[0] == "ok":
@@ -191,7 +216,7 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
         pass        # a row csv.reader refuses: read again in one process, which reports it with its line
     if not rows.aligned:
         return _RangeResult(rows.rows, False, [])
-    return _RangeResult(rows.rows, True, orders)
+    return _RangeResult(rows.rows, True, orders, blank=blank if blank.count else None)
 
 
 def _serve(bound: Bound, tasks, results, theirs: list, path: Path, codec: str, delimiter: str, width: int) -> None:
@@ -278,8 +303,9 @@ class _Worker:
 
 @dataclass
 class Summary:
-    rows: int = 0
+    rows: int = 0                   # data rows read: those of orders, rejected ones and blank ones
     orders: int = 0                 # orders read without error (handed to the sink)
+    blank: BlankRows = field(default_factory=BlankRows)     # rows with no cell filled: skipped
     rejected_rows: int = 0
     rejected_orders: int = 0
     errors: list[CellError] = field(default_factory=list)   # the first few, for the console
@@ -412,9 +438,17 @@ class Importer:
     # ---- in this process ---------------------------------------------------------------
 
     def _local(self, rows: Iterable[Row]) -> None:
-        orders = group_rows(rows, self.bound.key, self.width)
+        blank = self.summary.blank
+        orders = group_rows(rows, self.bound.key, self.width, blank)
         prepared = hasattr(self.sink, "add_prepared")
-        while chunk := list(islice(orders, CHUNK_ORDERS)):
+        while True:
+            blanks_before = blank.count
+            chunk = list(islice(orders, CHUNK_ORDERS))
+            skipped = blank.count - blanks_before
+            self.summary.rows += skipped
+            if not chunk:
+                self.progress(skipped)
+                break
             earlier = iter(self.seen.first_lines([(key, group[0].line) for key, group in chunk if key]))
             for key, group in chunk:
                 self.summary.rows += len(group)
@@ -426,7 +460,7 @@ class Importer:
                     self._settle(group[0].line, group, translate(self.bound, group))
                 else:
                     self._one(group)
-            self.progress(sum(len(group) for _, group in chunk))
+            self.progress(skipped + sum(len(group) for _, group in chunk))
 
     def _one(self, group: list[Row]) -> None:
         """An order for a sink that takes wire orders (the dry run)."""
@@ -524,13 +558,18 @@ class Importer:
             else:
                 errors = [CellError(*e) for e in errors]
             self._reject(rows, errors)
+        if res.blank is not None:
+            summary.blank.count += res.blank.count
+            if summary.blank.first_line is None:
+                summary.blank.first_line = res.blank.first_line
         self.summary.rows += res.rows
         self.progress(res.rows)
         return None
 
     def _rows_again(self, path: Path, codec: str, delimiter: str, r: Range, line: int) -> list[Row]:
         rows, _ = parse(read_range(path, r), codec, delimiter, r.first_line)
-        return next(group for _, group in group_rows(rows, self.bound.key, self.width) if group[0].line == line)
+        return next(group for _, group in group_rows(rows, self.bound.key, self.width, BlankRows())
+                    if group[0].line == line)
 
     def _reject(self, group: list[Row], errors: list[CellError]) -> None:
         s = self.summary

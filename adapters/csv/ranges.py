@@ -153,6 +153,8 @@ def _order_cut(buf: bytes, codec: str, delimiter: str, key: Callable[[list[str]]
             if len(cells) <= width:
                 cells = cells + [""] * (width + 1 - len(cells))
             k = key(cells)
+            if not k and not "".join(cells).strip():
+                continue            # a blank row parts no order (importer.group_rows): never cut at one
             if before is not None and (k != before or not k):
                 cut = at
             before = k

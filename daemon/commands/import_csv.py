@@ -129,6 +129,8 @@ def _print_summary(label: str, s, sink, dry_run: bool) -> None:
         print(f"  unchanged: {r.unchanged} orders (already enqueued with the same content)", file=out)
         if r.stale:
             print(f"  stale:     {r.stale} orders (the outbox holds a newer version from the shop's API)", file=out)
+    if s.blank.count:
+        print(f"  skipped:   {s.blank.count} blank rows (no cell filled; the first at line {s.blank.first_line})", file=out)
     print(f"  rejected:  {s.rejected_rows} rows ({s.rejected_orders} orders)"
           + (f", written to {s.rejected_file}" if s.rejected_file else ""), file=out)
     for note, n in s.notes.items():

@@ -189,3 +189,17 @@ def test_ids_and_phones_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
     assert code == 1
     assert "line 2, Id: '1.67185E+13' is not a Shopify order id (digits only): a spreadsheet rounded it" in err
     assert "line 12, Phone: '8.80170E+12': a spreadsheet turned the phone into a rounded number" in err
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_file_excel_saved_with_blank_rows_imports_cleanly_and_says_it_skipped_them(cli, tmp_path, workers):
+    """Excel leaves rows of empty cells (`,,,,`) after the data: skipped and counted, not rejected (exit 0)."""
+    f = tmp_path / "orders_export.csv"
+    text = FIXTURE.read_text(encoding="utf-8-sig")
+    width = len(next(csv.reader([text.splitlines()[0]])))
+    lines = text.count("\n") + (not text.endswith("\n"))
+    f.write_text(text.rstrip("\r\n") + "\r\n" + ("," * (width - 1) + "\r\n") * 3, encoding="utf-8")
+    code, out, err = cli(f, "--shop", "legacy", "--preset", "shopify", "--workers", workers)
+    assert code == 0, out + err
+    assert f"skipped:   3 blank rows (no cell filled; the first at line {lines + 1})" in out
+    assert "rejected:  0 rows" in out and not (tmp_path / "orders_export.rejected.csv").exists()

@@ -66,7 +66,8 @@ def run(tmp_path: Path, src: Path, workers: int, encoding: str | None = None):
     report = d / f"{path.stem}.rejected.csv"
     errors = [(e.line, e.column, e.reason) for e in summary.errors]
     counts = (summary.rows, summary.orders, summary.rejected_rows, summary.rejected_orders, summary.error_count,
-              summary.notes, summary.first_note_line, sink.result.enqueued, sink.result.unchanged)
+              summary.notes, summary.first_note_line, sink.result.enqueued, sink.result.unchanged,
+              summary.blank.count, summary.blank.first_line)
     return counts, errors, outbox, heads, report.read_bytes() if report.exists() else None
 
 
@@ -300,3 +301,31 @@ def test_only_encodings_whose_newline_and_quote_bytes_mean_just_that_are_cut(cod
     assert ranges.splittable(codec) is cut
     if codec.lower() == "utf-8-sig":
         assert _range_codec(codec) == "utf-8"      # however spelt: a range must not lose a leading U+FEFF
+
+
+def test_blank_rows_are_skipped_and_counted_and_part_no_order(tmp_path):
+    """Spreadsheets save rows of empty cells (`,,,,`) after the data and sometimes between orders: they are
+    not orders, so nothing is rejected; they are counted, and a blank row inside an order's rows does not
+    cut the order in two (nor does a range cut fall there)."""
+    plain, blanked = tmp_path / "plain.csv", tmp_path / "blanked.csv"
+    copies(plain, [GOOD], 40, again=False)
+    header, *data = list(csv.reader(plain.open(newline="", encoding="utf-8")))
+    out, blank_lines, line = [header], [], 1
+    for i, row in enumerate(data):
+        out.append(row)
+        line += 1 + sum(c.count("\n") for c in row)
+        if i % 3 == 1:                      # between orders and inside them
+            out.append([""] * len(header))
+            line += 1
+            blank_lines.append(line)
+    out += [[""] * len(header)] * 2 + [[" ", "", "\t"]]     # Excel's trailing rows; one with spaces, one short
+    blank_lines += [line + 1, line + 2, line + 3]
+    with blanked.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f, lineterminator="\n").writerows(out)
+    (tmp_path / "plain").mkdir()
+    (p_rows, p_orders, p_rej_rows, *_), _, p_outbox, _, _ = run(tmp_path / "plain", plain, 0)
+    counts, errors, outbox, _, report = same_import(tmp_path, blanked)
+    rows, orders, rejected_rows = counts[:3]
+    assert (rows, orders, rejected_rows) == (p_rows + len(blank_lines), p_orders, p_rej_rows)
+    assert counts[-2:] == (len(blank_lines), blank_lines[0])
+    assert [(o.external_order_id, o.payload) for o in outbox] == [(o.external_order_id, o.payload) for o in p_outbox]

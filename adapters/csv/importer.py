@@ -12,6 +12,7 @@ import, to the byte.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gc
 import multiprocessing
@@ -332,6 +333,7 @@ class RejectedFile:
         self.dialect = dialect
         self._f = None
         self._w = None
+        self._fit: Callable[[str], str] = lambda text: text
 
     def write(self, rows: list[Row], messages: dict[int, str]) -> None:
         if self._w is None:
@@ -345,12 +347,16 @@ class RejectedFile:
                                     "(import a copy of the file from a folder you can write to)") from None
             self._w = csv.writer(self._f, delimiter=self.dialect.delimiter)
             self._w.writerow(self.header + [ERROR_COLUMN])
+            if codecs.lookup(encoding).name not in ("utf-8", "utf-8-sig", "utf-16"):
+                # the cells came from this encoding; a message may quote what it cannot hold (a status
+                # from the mapping, a typographic character): such a character becomes "?", never a crash
+                self._fit = lambda text: text.encode(encoding, "replace").decode(encoding)
         for row in rows:
             # The error sits in its own column; cells beyond the header (the row's fault) follow it.
             extra = row.cells[self.width:]
             while extra and not extra[-1]:
                 extra = extra[:-1]         # the importer's padding
-            self._w.writerow([row.cells[i] for i in self.keep] + [messages[row.line]] + extra)
+            self._w.writerow([row.cells[i] for i in self.keep] + [self._fit(messages[row.line])] + extra)
 
     def close(self) -> None:
         if self._f is not None:

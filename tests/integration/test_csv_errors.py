@@ -203,3 +203,15 @@ def test_a_file_excel_saved_with_blank_rows_imports_cleanly_and_says_it_skipped_
     assert code == 0, out + err
     assert f"skipped:   3 blank rows (no cell filled; the first at line {lines + 1})" in out
     assert "rejected:  0 rows" in out and not (tmp_path / "orders_export.rejected.csv").exists()
+
+
+def test_a_message_the_files_encoding_cannot_hold_reaches_the_report_with_replacements(tmp_path):
+    """The report is written in the input's encoding (so it can be fixed and imported again); its cells come
+    from that encoding, but a message may quote what it lacks (a status from a mapping, an arrow)."""
+    from adapters.csv.importer import RejectedFile
+    from adapters.csv.reader import Dialect, Row
+    out = tmp_path / "r.rejected.csv"
+    report = RejectedFile(out, ["Name", "Total"], Dialect("latin-1", ";", False))
+    report.write([Row(2, ["#1", "12,50 £"])], {2: "Status: unknown status 'оплачено' → €"})
+    report.close()
+    assert out.read_bytes().decode("latin-1") == "Name;Total;import error\r\n#1;12,50 £;Status: unknown status '????????' ? ?\r\n"

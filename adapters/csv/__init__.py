@@ -5,7 +5,7 @@ import codecs
 from pathlib import Path
 from typing import Callable
 
-from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, rejected_path
+from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, previous_rejected_path, rejected_path
 from adapters.csv.presets import PRESETS, Context
 from adapters.csv.presets.base import Header
 from adapters.csv.ranges import data_start, splittable
@@ -34,11 +34,15 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
             raise CsvUnreadable(f"{path.name} is empty: no header row")
         header = Header(first.cells)
         bound = PRESETS[preset](header, ctx)
-        out = rejected_path(path)
-        if out.exists():
-            out.unlink()        # a report from an earlier run would describe rows that may be fixed now
+        out, previous = rejected_path(path), None
+        if write_rejected and out.exists():
+            # A report from an earlier run describes rows that may be fixed now, so it does not stay under
+            # its name; the user may also have fixed it in place, as the summary tells them to: kept aside.
+            previous = previous_rejected_path(path)
+            out.replace(previous)
         rejected = RejectedFile(out, list(first.cells), dialect) if write_rejected else None
         importer = Importer(bound, sink, rejected, len(header.names), progress, workers)
+        importer.summary.previous_report = previous
         start = None
         if importer.workers and hasattr(sink, "add_prepared") and splittable(dialect.encoding):
             start = data_start(path, 3 if dialect.bom and _range_codec(dialect.encoding) == "utf-8" else 0,

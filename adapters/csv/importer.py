@@ -314,6 +314,7 @@ class Summary:
     notes: dict[str, int] = field(default_factory=dict)     # warning → how many orders
     first_note_line: dict[str, int] = field(default_factory=dict)
     rejected_file: Path | None = None
+    previous_report: Path | None = None     # an earlier run's report, moved aside (see import_file)
 
     def note(self, text: str, line: int) -> None:
         self.notes[text] = self.notes.get(text, 0) + 1
@@ -365,6 +366,11 @@ class RejectedFile:
 
 def rejected_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejected.csv")
+
+
+def previous_rejected_path(path: Path) -> Path:
+    """Where the report of the run before is kept: the user may have fixed it in place, as told to."""
+    return path.with_name(f"{path.stem}.rejected.previous.csv")
 
 
 def _messages(tree, path: tuple = ()) -> Iterator[tuple[tuple, str]]:

@@ -133,6 +133,8 @@ def _print_summary(label: str, s, sink, dry_run: bool) -> None:
         print(f"  skipped:   {s.blank.count} blank rows (no cell filled; the first at line {s.blank.first_line})", file=out)
     print(f"  rejected:  {s.rejected_rows} rows ({s.rejected_orders} orders)"
           + (f", written to {s.rejected_file}" if s.rejected_file else ""), file=out)
+    if s.previous_report:
+        print(f"  the report of an earlier run was moved to {s.previous_report} (with any fixes made in it)", file=out)
     for note, n in s.notes.items():
         print(f"  warning:   {n} orders: {note} (first at line {s.first_note_line[note]})", file=out)
     if s.rejected_rows:

@@ -94,6 +94,22 @@ def test_fixed_rejected_file_imports_and_the_stale_report_goes(cli, tmp_path):
     (tmp_path / "fixed.rejected.csv").write_text("old report")
     cli(tmp_path / "fixed.csv", "--shop", "legacy", "--preset", "shopify")
     assert not (tmp_path / "fixed.rejected.csv").exists()
+    assert (tmp_path / "fixed.rejected.previous.csv").read_text() == "old report"
+
+
+def test_a_report_fixed_in_place_survives_a_run_of_the_original_file(cli, tmp_path):
+    """The summary says to fix the report and import it; a user who first runs the original again (a dry run,
+    say) must not lose those fixes: the earlier report is moved aside, and the summary says where."""
+    f = copy(tmp_path, "shopify_broken.csv")
+    cli(f, "--shop", "legacy", "--preset", "shopify")
+    report = tmp_path / "shopify_broken.rejected.csv"
+    fixed = report.read_text(encoding="utf-8").replace("payed", "paid")
+    report.write_text(fixed, encoding="utf-8")
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    kept = tmp_path / "shopify_broken.rejected.previous.csv"
+    assert code == 1 and kept.read_text(encoding="utf-8") == fixed
+    assert f"the report of an earlier run was moved to {kept}" in out
+    assert "payed" in report.read_text(encoding="utf-8")        # the new report: the original's rows again
 
 
 def test_bom_crlf_and_the_73_column_header(cli, tmp_path):

@@ -164,8 +164,12 @@ def key_errors(key: str, line: int, column: str, earlier: int | None) -> list[Ce
     if not key:
         return [CellError(column, f"is empty; every row needs the {column} of its order", line)]
     if earlier is not None:
+        # The rows at `earlier` were taken as the whole order (perhaps sent already): these rows alone cannot
+        # be imported as a fix, the order must come in again whole.
         return [CellError(column, f"order {key} already appeared at line {earlier}: the rows of one order "
-                          f"must be together (sort the file by {column})", line)]
+                          f"must be together, and those were taken as the whole order; put these rows with them "
+                          f"(sort the file by {column}) and import the whole file again (unchanged orders are "
+                          "skipped, this one is then sent complete)", line)]
     return []
 
 

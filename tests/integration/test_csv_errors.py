@@ -231,3 +231,22 @@ def test_a_message_the_files_encoding_cannot_hold_reaches_the_report_with_replac
     report.write([Row(2, ["#1", "12,50 £"])], {2: "Status: unknown status 'оплачено' → €"})
     report.close()
     assert out.read_bytes().decode("latin-1") == "Name;Total;import error\r\n#1;12,50 £;Status: unknown status '????????' ? ?\r\n"
+
+
+def test_a_split_order_is_named_and_importing_the_sorted_whole_file_sends_it_complete(cli, tmp_path):
+    """The later rows of a split order cannot be imported alone (they lack the order's first row): the message
+    says to import the whole file again once sorted, and doing so sends the order with all its items."""
+    header, *rows = list(csv.reader(FIXTURE.open(newline="", encoding="utf-8-sig")))
+    name = header.index("Name")
+    split = [r for r in rows if r[name] != "#71737"] + [r for r in rows if r[name] == "#71737"][1:]
+    split.insert(1, [r for r in rows if r[name] == "#71737"][0])
+    f = tmp_path / "orders_export.csv"
+    with f.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([header, *split])
+    code, out, err = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 1 and "rejected:  1 rows (1 orders)" in out
+    assert "Name: order #71737 already appeared at line " in err and "import the whole file again" in err
+    with f.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows([header, *sorted(split, key=lambda r: r[name])])
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify")
+    assert code == 0 and "enqueued:  1 orders" in out and f"unchanged: {len(rows) - 2} orders" in out

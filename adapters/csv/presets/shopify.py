@@ -341,7 +341,8 @@ class ShopifyExport:
         if not v["Financial Status"] and not v["Total"] and not v["Currency"]:
             c.add(first.line, "Financial Status", f"the first row of order {self.key(first.cells)} lacks the "
                   "order-level fields (Financial Status, Currency, Total): rows of one order must be together, "
-                  "with the order's first row first")
+                  "with the order's first row first (a later part of an order is imported with its first row: "
+                  "import the whole original file again)")
             raise OrderRejected(c.errors)
 
     def _check_consistent(self, c: Collector, rows: list[Row], values: list[str]) -> None:

@@ -18,14 +18,22 @@ from typing import Any, Iterable
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
 
-from connector.money import ISO_4217, quantum, round_money, to_decimal, to_json_number
+from connector.money import ISO_4217, minor_unit, quantum, round_money, to_decimal, to_json_number
 
 MAX_ORDERS_PER_REQUEST = 1000
 
 STATUSES = ("INITIALIZED", "IN_PROGRESS", "DELIVERED", "CANCELLED", "ABANDONED_SHOPPING_CART")
 CONTACT_FIELDS = ("externalCustomerId", "email", "phone")
 MIN_PHONE_DIGITS = 5
+# Amounts go on the wire as JSON numbers, which receivers (Python's json, JavaScript, most JSON libraries) read
+# as doubles; a double keeps 15 significant digits exactly. An amount is written with its currency's decimal
+# places, so those count too: 13 digits before the decimal point for USD, 15 for JPY, 12 for KWD. Beyond, two
+# amounts 0.01 apart are one double (one content hash, another amount at the receiver): refused, never rounded.
 MAX_MONEY_DIGITS = 15
+# read_money lets amounts this large through to the check that knows the currency; beyond, no currency takes
+# them, and rounding them would leave Decimal's 28-digit precision.
+_READ_DIGITS = MAX_MONEY_DIGITS + 5
+_EXACT = "the most a JSON number keeps exact"
 # Identifiers are looked up by index (the backend's orders and contacts, the connector's heads); a database
 # index entry has a size limit (PostgreSQL's btree: about 2700 bytes), so an id of thousands of characters
 # would fail its whole batch there. No platform's id comes near this; an email is at most 254 (RFC 5321).
@@ -150,17 +158,47 @@ def read_key(value) -> str | None:
     return text
 
 
-def read_money(value) -> Decimal:
-    """A non-negative number or numeric string, kept as Decimal (rounded in post_load)."""
+def _read_amount(value) -> Decimal:
+    """A non-negative number or numeric string as Decimal."""
     try:
         d = to_decimal(value)
     except ValueError as e:
         raise ValidationError(str(e)) from None
     if d < 0:
         raise ValidationError("must not be negative")
-    if d.adjusted() >= MAX_MONEY_DIGITS:   # also keeps rounding within Decimal's 28-digit precision
+    return d
+
+
+def read_quantity(value) -> Decimal:
+    """A non-negative number or numeric string, kept as Decimal (quantities are not rounded)."""
+    d = _read_amount(value)
+    if d.adjusted() >= MAX_MONEY_DIGITS:
         raise ValidationError(f"too large: at most {MAX_MONEY_DIGITS} digits before the decimal point")
     return d
+
+
+def read_money(value) -> Decimal:
+    """A non-negative number or numeric string, kept as Decimal (rounded, then held to MAX_MONEY_DIGITS with
+    the currency's decimal places, by the schema: see money_fits)."""
+    d = _read_amount(value)
+    if d.adjusted() >= _READ_DIGITS:
+        raise ValidationError(f"too large: at most {MAX_MONEY_DIGITS} digits in all, the currency's decimal places "
+                              f"included ({_EXACT})")
+    return d
+
+
+def money_fits(rounded: Decimal, q: Decimal) -> bool:
+    """Whether an amount rounded to quantum `q` (its currency's minor unit) has at most MAX_MONEY_DIGITS digits,
+    its decimal places included: it then reads back from a JSON number exactly."""
+    return rounded.adjusted() - q.adjusted() < MAX_MONEY_DIGITS
+
+
+def money_too_large(currency: str) -> str:
+    """The error for an amount beyond money_fits in `currency`, naming the limit."""
+    places = minor_unit(currency)
+    after = f" with the {places} after it" if places else ""
+    return (f"too large for {currency}: at most {MAX_MONEY_DIGITS - places} digits before the decimal point "
+            f"({MAX_MONEY_DIGITS} digits in all{after}, {_EXACT})")
 
 
 def read_date(value, naive_as_utc: bool) -> datetime:
@@ -236,8 +274,9 @@ class Money(fields.Field):
         return read_money(value)
 
 
-class Quantity(Money):
-    pass
+class Quantity(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        return read_quantity(value)
 
 
 class DateTime(fields.Field):
@@ -339,6 +378,20 @@ class OrderSchema(Schema):
         if not isinstance(data, dict):
             raise ValidationError("expected a JSON object", "_schema")
         return data
+
+    @validates_schema
+    def _amounts_fit(self, data, **kw):
+        """Every amount within money_fits once rounded (read_money cannot: it does not know the currency)."""
+        cur = data["currency"]
+        q = quantum(cur)
+        errors: dict = {k: [money_too_large(cur)] for k in ORDER_MONEY
+                        if data.get(k) is not None and not money_fits(round_money(data[k], cur), q)}
+        items = {i: {"cost": [money_too_large(cur)]} for i, item in enumerate(data.get("items") or ())
+                 if item.get("cost") is not None and not money_fits(round_money(item["cost"], cur), q)}
+        if items:
+            errors["items"] = items
+        if errors:
+            raise ValidationError(errors)
 
     @validates_schema
     def _rules(self, data, **kw):
@@ -462,7 +515,7 @@ def _money_of(value) -> Decimal:
     """read_money, with its commonest cases (a non-negative int, a plain numeric string) inlined.
 
     Only values read_money would accept as they are return here; anything else (negative,
-    too large, not finite, not a number) goes through read_money for its error.
+    large, not finite, not a number) goes through read_money, for its error or its value.
     """
     t = type(value)
     if t is Decimal:                    # read_money would rebuild it from its str: the same value
@@ -496,8 +549,9 @@ def _frozen(cls, values: dict):
     return obj
 
 
-def _fast_item_values(data: Any, quantum: Decimal) -> dict | None:
-    """The fields of the item `data` describes when it is valid and usual, else None."""
+def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
+    """The fields of the item `data` describes when it is valid and usual, else None. `top`: the exponent
+    (Decimal.adjusted) a rounded amount stays below (money_fits, inlined)."""
     if type(data) is not dict:
         return None
     get = data.get
@@ -507,8 +561,14 @@ def _fast_item_values(data: Any, quantum: Decimal) -> dict | None:
     item_id = _text(item_id)
     if item_id is None:
         return None
-    values = {"externalItemId": item_id, "quantity": _money_of(qty),
-              "cost": None if cost is None else _money_of(cost).quantize(quantum, ROUND_HALF_UP)}
+    if cost is not None:
+        cost = _money_of(cost).quantize(quantum, ROUND_HALF_UP)
+        if cost.adjusted() >= top:
+            return None
+    qty = _money_of(qty)
+    if qty.adjusted() >= MAX_MONEY_DIGITS:
+        return None
+    values = {"externalItemId": item_id, "quantity": qty, "cost": cost}
     _texts(data, _ITEM_TEXT, values)
     return values
 
@@ -527,7 +587,11 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
         ext = _text(ext)
         cur = read_currency(cur)
         q = quantum(cur)
-        kw = {"externalOrderId": ext, "totalCost": _money_of(total).quantize(q, ROUND_HALF_UP),
+        top = MAX_MONEY_DIGITS + q.adjusted()      # money_fits(d, q) is d.adjusted() < top
+        total = _money_of(total).quantize(q, ROUND_HALF_UP)
+        if total.adjusted() >= top:
+            return None
+        kw = {"externalOrderId": ext, "totalCost": total,
               "status": read_status(status), "date": read_date(date, naive_dates_as_utc), "currency": cur}
         _texts(data, _OPT_TEXT, kw)
         kw["email"] = _opt_read(data, "email", read_email)
@@ -538,7 +602,11 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
             return None
         for k in _OPT_MONEY:
             v = get(k)
-            kw[k] = None if v is None else _money_of(v).quantize(q, ROUND_HALF_UP)
+            if v is not None:
+                v = _money_of(v).quantize(q, ROUND_HALF_UP)
+                if v.adjusted() >= top:
+                    return None
+            kw[k] = v
         kw["additionalInfo"] = _opt_read(data, "additionalInfo", read_string_map) or {}
         raw_items = get("items")
         items = []
@@ -546,7 +614,7 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
             if type(raw_items) is not list:
                 return None
             for raw in raw_items:
-                item = _fast_item_values(raw, q)
+                item = _fast_item_values(raw, q, top)
                 if item is None:
                     return None
                 items.append(item)
@@ -693,8 +761,12 @@ def amount_json(value: Decimal, q: Decimal | None) -> str | None:
     if text is None:
         if value < 0 or value.adjusted() >= MAX_MONEY_DIGITS:
             return None
+        if q is not None:
+            value = value.quantize(q, ROUND_HALF_UP)
+            if not money_fits(value, q):
+                return None
         # what the canonical encoder writes for the int or float to_json_number gives (both finite here)
-        text = repr(to_json_number(value if q is None else value.quantize(q, ROUND_HALF_UP)))
+        text = repr(to_json_number(value))
         if len(_AMOUNT_JSON) < 100_000:          # bounded: memory stays flat whatever the input
             _AMOUNT_JSON[key] = text
     return text

@@ -12,8 +12,12 @@ from tests.conftest import FIXTURES
 junk = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
                  st.text(max_size=8), st.just(""), st.just("  "), st.lists(st.integers(), max_size=1),
                  st.dictionaries(st.text(max_size=3), st.integers(), max_size=1))
+# 15 digits in all with the currency's decimal places: JPY takes the first, USD/EUR the 13 digits ones, KWD 12
+limits = st.sampled_from([999999999999999, 10**15, "999999999999999.5", "9999999999999.99", "9999999999999.995",
+                          "10000000000000.00", 9999999999999.99, 99999999999999.99, "999999999999.999",
+                          "999999999999.9995", "999999999999999.99"])
 money = st.one_of(st.integers(0, 10**6), st.decimals(0, 10**6, places=3).map(str),
-                  st.floats(0, 1e6, allow_nan=False).map(lambda f: round(f, 2)), st.just("-1"), st.just("x"), junk)
+                  st.floats(0, 1e6, allow_nan=False).map(lambda f: round(f, 2)), st.just("-1"), st.just("x"), limits, junk)
 texts = st.one_of(st.text(max_size=12), st.just("a\x00b"), st.integers(0, 10**9), junk)
 dates = st.one_of(st.just("2024-01-01T10:00:00+02:00"), st.just("2024-01-01T10:00:00"), st.just("2024-01-01T10:00:00Z"),
                   st.datetimes().map(lambda d: d.isoformat()), junk)
@@ -43,6 +47,10 @@ def outcome(fn, data, naive):
           "currency": "USD", "email": "a@b.co", "items": [{"externalItemId": "i", "quantity": "1e99"}]}, False)
 @example({"externalOrderId": "1", "totalCost": 1e308, "status": "DELIVERED", "date": "0001-01-01T00:00:00+01:00",
           "currency": "USD", "email": "a@b.co"}, True)
+@example({"externalOrderId": "1", "totalCost": "9999999999999.995", "status": "DELIVERED", "date": "2024-01-01T00:00:00Z",
+          "currency": "USD", "email": "a@b.co", "items": [{"externalItemId": "i", "quantity": 1, "cost": "1E+13"}]}, False)
+@example({"externalOrderId": "1", "totalCost": 999999999999999, "status": "DELIVERED", "date": "2024-01-01T00:00:00Z",
+          "currency": "JPY", "email": "a@b.co", "shipping": "999999999999999.5"}, False)
 def test_parse_order_equals_the_schema_on_any_input(data, naive):
     assert outcome(parse_order, data, naive) == outcome(parse_order_with_schema, data, naive)
 

@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 from connector.format import (InvalidOrder, _fast_wire, canonical_json, order_to_wire, parse_order,
                               validate_to_canonical, validate_to_wire)
 from tests.conftest import FIXTURES
-from tests.unit.test_format_fastpath import currencies, dates, emails, items, junk, money, orders, phones, statuses, texts
+from tests.unit.test_format_fastpath import (currencies, dates, emails, items, junk, limits, money, orders, phones,
+                                             statuses, texts)
 
 # What the CSV presets hand over: Decimal amounts and datetime dates, not strings.
 decimals = st.one_of(st.decimals(allow_nan=True, allow_infinity=True), st.decimals(0, 10**6, places=4),
-                     st.just(Decimal("-0")), st.just(Decimal("1E+20")), st.just(Decimal("-1.5")))
+                     st.just(Decimal("-0")), st.just(Decimal("1E+20")), st.just(Decimal("-1.5")),
+                     limits.map(lambda v: Decimal(str(v))))
 datetimes = st.one_of(st.datetimes(), st.datetimes(timezones=st.just(timezone.utc)))
 typed_items = st.lists(st.fixed_dictionaries({"externalItemId": texts, "quantity": st.one_of(decimals, money)},
                                              optional={"cost": st.one_of(decimals, money), "name": texts}), max_size=3)
@@ -29,7 +31,7 @@ typed_orders = st.fixed_dictionaries(
 
 # Mostly valid orders, so that the fused path itself (not only its fallback) is compared.
 good_money = st.one_of(st.integers(0, 10**6), st.decimals(0, 10**6, places=3), st.decimals(0, 10**6, places=3).map(str),
-                       st.floats(0, 1e6, allow_nan=False).map(lambda f: round(f, 2)))
+                       st.floats(0, 1e6, allow_nan=False).map(lambda f: round(f, 2)), limits)
 good_text = st.one_of(st.text(min_size=1, max_size=12), st.integers(0, 10**9))
 good_items = st.lists(st.fixed_dictionaries({"externalItemId": good_text, "quantity": good_money},
                                             optional={"cost": good_money, "name": st.one_of(texts, st.none()),
@@ -87,6 +89,9 @@ def test_validate_to_wire_equals_parse_then_wire_on_any_input(data, naive):
 @example({"externalOrderId": "1", "totalCost": Decimal("12.345"), "status": "DELIVERED",
           "date": datetime(2024, 1, 1, tzinfo=timezone.utc), "currency": "KWD", "email": "a@b.co",
           "items": [{"externalItemId": "i", "quantity": Decimal("2"), "cost": Decimal("1E+15")}]}, False)
+@example({"externalOrderId": "1", "totalCost": Decimal("9999999999999.99"), "status": "DELIVERED",
+          "date": datetime(2024, 1, 1, tzinfo=timezone.utc), "currency": "USD", "email": "a@b.co",
+          "items": [{"externalItemId": "i", "quantity": Decimal("2"), "cost": Decimal("9999999999999.995")}]}, False)
 def test_validate_to_wire_takes_decimals_and_datetimes_as_parse_order_does(data, naive):
     same(data, naive)
 

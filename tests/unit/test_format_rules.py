@@ -85,7 +85,10 @@ def test_numeric_strings_are_numbers_and_numeric_ids_are_strings():
     (-1, "totalCost: must not be negative"),
     (True, "totalCost: not a number"),
     ("NaN", "totalCost: not a finite number"),
-    (1e30, "totalCost: too large: at most 15 digits before the decimal point"),
+    (1e30, "totalCost: too large: at most 15 digits in all, the currency's decimal places included "
+           "(the most a JSON number keeps exact)"),
+    (1e13, "totalCost: too large for USD: at most 13 digits before the decimal point "
+           "(15 digits in all with the 2 after it, the most a JSON number keeps exact)"),
 ])
 def test_bad_money_names_the_field_and_the_problem(value, message):
     assert error_of(order(totalCost=value)) == message

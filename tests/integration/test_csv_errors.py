@@ -250,3 +250,31 @@ def test_a_split_order_is_named_and_importing_the_sorted_whole_file_sends_it_com
         csv.writer(out).writerows([header, *sorted(split, key=lambda r: r[name])])
     code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify")
     assert code == 0 and "enqueued:  1 orders" in out and f"unchanged: {len(rows) - 2} orders" in out
+
+
+def test_amounts_beyond_15_digits_are_rejected_by_line_and_column(cli, tmp_path):
+    """BDT has 2 decimal places: 13 digits before the point; a JSON number keeps no more exactly."""
+    rows = list(csv.reader(FIXTURE.open(newline="", encoding="utf-8")))
+    h = {n: i for i, n in enumerate(rows[0])}
+    rows[1][h["Total"]] = "10000000000000.00"             # #71733
+    rows[2][h["Total"]] = "9999999999999.99"              # #71734: the largest BDT amount, taken
+    rows[6][h["Lineitem price"]] = "100000000000000.00"   # #71737's second line item (its cost less a share of 400)
+    path = tmp_path / "large.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out, lineterminator="\n").writerows(rows)
+    starts, end = [], 0                              # the line each record starts on (cells span lines)
+    with path.open(newline="", encoding="utf-8") as f:
+        for _ in (reader := csv.reader(f)):
+            starts.append(end + 1)
+            end = reader.line_num
+    code, out, err = cli(path, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    assert code == 1
+    limit = "too large for BDT: at most 13 digits before the decimal point (15 digits in all with the 2 after it"
+    assert f"line 2, Total: {limit}" in err
+    assert f"line {starts[6]}, Lineitem price: {limit}" in err
+    assert '"totalCost": 9999999999999.99' in out and "would enqueue: 3 orders" in out
+    with (tmp_path / "large.rejected.csv").open(newline="", encoding="utf-8") as f:
+        report = list(csv.reader(f))
+    errors = {r[h["Name"]]: r[-1] for r in report[1:]}
+    assert errors["#71733"].startswith(f"Total: {limit}")
+    assert any(r[h["Name"]] == "#71737" and r[-1].startswith(f"Lineitem price: {limit}") for r in report[1:])

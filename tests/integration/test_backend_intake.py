@@ -286,3 +286,23 @@ def test_identifiers_too_long_for_an_index_fail_their_order_not_the_batch(client
     assert "at most 255 characters; got 3000" in reasons["xxxx"] and "at most 255 characters" in reasons["K-1"]
     assert "too long for an email address" in reasons["K-2"] and "too long for a phone number" in reasons["K-3"]
     assert [e["key"] for e in events(client)] == ["OK-1"]
+
+
+def test_an_amount_a_json_number_cannot_keep_exact_fails_its_order_not_the_batch(client):
+    """15 digits in all, the currency's decimal places included: beyond, two amounts 0.01 apart read as one."""
+    largest = order("M-1", email="a@example.com", totalCost=9999999999999.99,
+                    items=[{"externalItemId": "i", "quantity": 1, "cost": 9999999999999.99}])
+    yen = order("M-2", email="a@example.com", currency="JPY", totalCost=999999999999999)
+    over = order("M-3", email="a@example.com", totalCost=99999999999999.99)
+    over_item = order("M-4", email="a@example.com", items=[{"externalItemId": "i", "quantity": 1, "cost": 10000000000000}])
+    failed = post(client, largest, over, yen, over_item)
+    assert [f["order"]["externalOrderId"] for f in failed] == ["M-3", "M-4"]
+    limit = "too large for EUR: at most 13 digits before the decimal point (15 digits in all with the 2 after it"
+    assert failed[0]["error"].startswith(f"totalCost: {limit}") and failed[1]["error"].startswith(f"items[0].cost: {limit}")
+    stored = client.get("/api/v1/orders/M-1", headers=AUTH).get_json()
+    assert stored["totalCost"] == 9999999999999.99 and stored["items"][0]["cost"] == 9999999999999.99
+    assert client.get("/api/v1/orders/M-2", headers=AUTH).get_json()["totalCost"] == 999999999999999
+    assert [e["key"] for e in events(client)] == ["M-1", "M-2"]
+    # a cent less is another version: a new event, not an identical re-send
+    assert post(client, {**largest, "totalCost": 9999999999999.98}) == []
+    assert [e["key"] for e in events(client)] == ["M-1", "M-2", "M-1"]

@@ -170,11 +170,28 @@ def _read_amount(value) -> Decimal:
 
 
 def read_quantity(value) -> Decimal:
-    """A non-negative number or numeric string, kept as Decimal (quantities are not rounded)."""
+    """A non-negative number or numeric string, kept as Decimal: not rounded, so held to quantity_fits."""
     d = _read_amount(value)
-    if d.adjusted() >= MAX_MONEY_DIGITS:
-        raise ValidationError(f"too large: at most {MAX_MONEY_DIGITS} digits before the decimal point")
+    if not quantity_fits(d):
+        raise ValidationError(f"too many digits: at most {MAX_MONEY_DIGITS} in all, before and after the decimal "
+                              f"point ({_EXACT})")
     return d
+
+
+def quantity_fits(d: Decimal) -> bool:
+    """Whether a quantity written out (no exponent; trailing zeros after the point do not count) has at most
+    MAX_MONEY_DIGITS digits: the rule for amounts, with the quantity's own decimal places, as it is not rounded."""
+    _, digits, exp = d.as_tuple()
+    if exp >= 0:                               # whole, as ints are: the digits before the point
+        return d.adjusted() < MAX_MONEY_DIGITS
+    if not d:
+        return True
+    n = len(digits)
+    while exp < 0 and digits[n - 1] == 0:      # 2.50 is 2.5 (a nonzero digit stops the loop)
+        n -= 1
+        exp += 1
+    # n digits times 10**exp: whole (2.00 → 2), or max(n, -exp) digits written out (123.45: 5; 0.005: 3)
+    return (n + exp if exp >= 0 else max(n, -exp)) <= MAX_MONEY_DIGITS
 
 
 def read_money(value) -> Decimal:
@@ -566,7 +583,7 @@ def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
         if cost.adjusted() >= top:
             return None
     qty = _money_of(qty)
-    if qty.adjusted() >= MAX_MONEY_DIGITS:
+    if not quantity_fits(qty):
         return None
     values = {"externalItemId": item_id, "quantity": qty, "cost": cost}
     _texts(data, _ITEM_TEXT, values)
@@ -761,7 +778,10 @@ def amount_json(value: Decimal, q: Decimal | None) -> str | None:
     if text is None:
         if value < 0 or value.adjusted() >= MAX_MONEY_DIGITS:
             return None
-        if q is not None:
+        if q is None:
+            if not quantity_fits(value):
+                return None
+        else:
             value = value.quantize(q, ROUND_HALF_UP)
             if not money_fits(value, q):
                 return None

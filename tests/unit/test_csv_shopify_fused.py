@@ -75,7 +75,7 @@ def test_the_fused_text_keeps_the_canonical_key_order():
 VALID = {
     "amount": ["10.00", "0.00", "4.95", " 7.5 ", "1500", "0.005", "12.345", "1E+3", "0.10",
                "9999999999999.99", "999999999999.999"],       # the largest for EUR/USD and KWD (too large for KWD)
-    "quantity": ["1", "2", "3", "1.5", " 2 "],
+    "quantity": ["1", "2", "3", "1.5", " 2 ", "1.00000000000000"],
     "text": ["", " ", "Standard", "'10115", "-", "Café – Ünïcode", 'a"b', "tab\tin", "  padded  ", "line\nbreak",
              "\\back", "' lead", "Jane Q Doe", "Smith -"],
     "email": ["", "buyer@example.com", " Buyer@Example.COM "],
@@ -92,7 +92,7 @@ VALID = {
 BROKEN = {
     "amount": ["-1.00", "abc", "", "99999999999999999.00", "NaN", "3,50", "10000000000000.00", "9999999999999.995",
                "999999999999999.99"],
-    "quantity": ["0", "", "x"],
+    "quantity": ["0", "", "x", "1.234567890123456", "1E-400"],
     "text": ["nul\x00"],
     "email": ["not-an-email", "a@b", "x@y.z\x00"],
     "phone": ["1.67188E+13"],

@@ -25,7 +25,10 @@ statuses = st.one_of(st.sampled_from(["INITIALIZED", "delivered", " IN_PROGRESS 
 currencies = st.one_of(st.sampled_from(["USD", "jpy", "KWD", " eur", "XYZ"]), junk)
 emails = st.one_of(st.just("a@example.com"), st.just("A.B@Example.COM "), st.just("nope"), texts)
 phones = st.one_of(st.just("+38 (050) 123-45-67"), st.just("12"), st.integers(0, 10**12), texts)
-items = st.lists(st.one_of(junk, st.fixed_dictionaries({"externalItemId": texts, "quantity": money},
+# quantities are not rounded: 15 digits in all with their own decimal places
+quantities = st.one_of(money, st.sampled_from(["1.23456789012345", "1.234567890123456", "0.000000000000001", "1E-400",
+                                               "2.50000000000000000000", 1e-16, "12345678901234.5"]))
+items = st.lists(st.one_of(junk, st.fixed_dictionaries({"externalItemId": texts, "quantity": quantities},
                                                        optional={"cost": money, "name": texts, "url": texts})), max_size=3)
 orders = st.one_of(junk, st.fixed_dictionaries(
     {"externalOrderId": texts, "totalCost": money, "status": statuses, "date": dates, "currency": currencies},

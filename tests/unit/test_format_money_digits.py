@@ -98,6 +98,21 @@ def test_the_old_defect_is_refused_not_rounded():
         assert error_of(order(totalCost=value)).startswith("totalCost: too large")
 
 
+@pytest.mark.parametrize("quantity", ["999999999999999", "1.23456789012345", "0.000000000000001", "12345678901234.5",
+                                      "2.50000000000000000000"])
+def test_a_quantity_of_15_digits_round_trips_exactly(quantity):
+    back, _ = round_trip(order(items=[{"externalItemId": "A", "quantity": quantity}]))
+    assert back.items[0].quantity == Decimal(quantity)
+
+
+@pytest.mark.parametrize("quantity", ["1000000000000000", "1.234567890123456", "0.0000000000000001", "1E-400",
+                                      "12345678901234.56"])
+def test_a_quantity_of_more_digits_is_refused_not_rounded(quantity):
+    assert error_of(order(items=[{"externalItemId": "A", "quantity": quantity}])) == (
+        "items[0].quantity: too many digits: at most 15 in all, before and after the decimal point "
+        "(the most a JSON number keeps exact)")
+
+
 @pytest.mark.parametrize("currency", EDGES)
 def test_amount_json_takes_what_the_format_takes(currency):
     q = quantum(currency)
@@ -106,6 +121,13 @@ def test_amount_json_takes_what_the_format_takes(currency):
     assert amount_json(too_large, q) is None
     assert amount_json(largest + q / 2, q) is None          # rounds up past the limit
     assert amount_json(Decimal("999999999999999.99"), quantum("USD")) is None
+
+
+def test_amount_json_takes_the_quantities_the_format_takes():
+    assert amount_json(Decimal("1.23456789012345"), None) == "1.23456789012345"
+    assert amount_json(Decimal("2.50000000000000000000"), None) == "2.5"
+    assert amount_json(Decimal("1.234567890123456"), None) is None
+    assert amount_json(Decimal("1E-400"), None) is None
 
 
 @pytest.mark.parametrize("currency", EDGES)

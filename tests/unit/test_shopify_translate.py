@@ -310,3 +310,14 @@ def test_status_map_overrides_in_place_and_adds_rules():
 def test_status_map_with_an_unknown_status_is_a_config_error():
     with pytest.raises(ConfigError, match="status_map 'paid'"):
         order_status({"financial_status": "paid"}, {"paid": "SHIPPED"}, "main")
+
+
+def test_an_amount_beyond_15_digits_cannot_be_sent_and_says_why():
+    """HKD has 2 decimal places: 13 digits before the point is the most a JSON number keeps exact."""
+    payload = fixture(CANCELLED)
+    payload["total_price"] = "10000000000000.00"
+    t = translate_order(payload, shop())
+    assert t.order is None and t.error.startswith("totalCost: too large for HKD: at most 13 digits before the decimal point")
+    payload["total_price"] = "9999999999999.99"
+    t = translate_order(payload, shop())
+    assert t.error is None and t.wire["totalCost"] == 9999999999999.99

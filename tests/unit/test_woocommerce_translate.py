@@ -256,3 +256,11 @@ def test_legacy_and_non_order_payloads_are_refused_with_a_reason():
         translate({"order": {"id": 1, "total": "1.00"}})
     with pytest.raises(InvalidInput, match="integer \"id\""):
         translate([1, 2])
+
+
+def test_an_amount_beyond_15_digits_is_an_error_with_the_wire_kept():
+    o = copy.deepcopy(CASES["727 guest processing"][0])
+    o["total"] = "10000000000000.00"
+    t = translate(o)
+    assert t.order is None and t.wire["externalOrderId"] == "727"
+    assert t.error.startswith(f"totalCost: too large for {o['currency']}: at most 13 digits before the decimal point")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any, Iterable
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validates_schema
@@ -34,6 +34,7 @@ MAX_MONEY_DIGITS = 15
 # them, and rounding them would leave Decimal's 28-digit precision.
 _READ_DIGITS = MAX_MONEY_DIGITS + 5
 _EXACT = "the most a JSON number keeps exact"
+_UNROUNDED = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)   # scaleb in it only moves the exponent
 # Identifiers are looked up by index (the backend's orders and contacts, the connector's heads); a database
 # index entry has a size limit (PostgreSQL's btree: about 2700 bytes), so an id of thousands of characters
 # would fail its whole batch there. No platform's id comes near this; an email is at most 254 (RFC 5321).
@@ -181,17 +182,14 @@ def read_quantity(value) -> Decimal:
 def quantity_fits(d: Decimal) -> bool:
     """Whether a quantity written out (no exponent; trailing zeros after the point do not count) has at most
     MAX_MONEY_DIGITS digits: the rule for amounts, with the quantity's own decimal places, as it is not rounded."""
-    _, digits, exp = d.as_tuple()
-    if exp >= 0:                               # whole, as ints are: the digits before the point
-        return d.adjusted() < MAX_MONEY_DIGITS
-    if not d:
-        return True
-    n = len(digits)
-    while exp < 0 and digits[n - 1] == 0:      # 2.50 is 2.5 (a nonzero digit stops the loop)
-        n -= 1
-        exp += 1
-    # n digits times 10**exp: whole (2.00 → 2), or max(n, -exp) digits written out (123.45: 5; 0.005: 3)
-    return (n + exp if exp >= 0 else max(n, -exp)) <= MAX_MONEY_DIGITS
+    adjusted = d.adjusted()                    # the position of the first digit: 2 for 123.45, -3 for 0.005
+    if adjusted >= MAX_MONEY_DIGITS:
+        return False
+    if adjusted < -MAX_MONEY_DIGITS:           # below 1e-15 (or a zero written 0E-20)
+        return not d
+    # the decimal places left beside the integer digits; d fits when shifting them before the point makes it whole
+    shifted = d.scaleb(MAX_MONEY_DIGITS - 1 - adjusted if adjusted >= 0 else MAX_MONEY_DIGITS, _UNROUNDED)
+    return shifted == shifted.to_integral_value()
 
 
 def read_money(value) -> Decimal:
@@ -582,10 +580,10 @@ def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
         cost = _money_of(cost).quantize(quantum, ROUND_HALF_UP)
         if cost.adjusted() >= top:
             return None
-    qty = _money_of(qty)
-    if not quantity_fits(qty):
+    quantity = _money_of(qty)
+    if type(qty) is not int and not quantity_fits(quantity):    # an int _money_of took is whole and fits
         return None
-    values = {"externalItemId": item_id, "quantity": qty, "cost": cost}
+    values = {"externalItemId": item_id, "quantity": quantity, "cost": cost}
     _texts(data, _ITEM_TEXT, values)
     return values
 

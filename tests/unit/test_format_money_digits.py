@@ -11,9 +11,11 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from connector.format import (InvalidOrder, _fast_order, _fast_wire, amount_json, content_hash, order_to_wire,
-                              parse_order, parse_order_with_schema, validate_to_canonical)
+                              parse_order, parse_order_with_schema, quantity_fits, validate_to_canonical)
 from connector.money import quantum
 
 BASE = {"externalOrderId": "1", "totalCost": 10, "status": "INITIALIZED", "date": "2024-01-01T10:00:00+02:00",
@@ -121,6 +123,19 @@ def test_amount_json_takes_what_the_format_takes(currency):
     assert amount_json(too_large, q) is None
     assert amount_json(largest + q / 2, q) is None          # rounds up past the limit
     assert amount_json(Decimal("999999999999999.99"), quantum("USD")) is None
+
+
+def written_out(d: Decimal) -> int:
+    """The digits of a quantity written out in full, trailing zeros after the point dropped (0.050 → 2)."""
+    whole, _, fraction = format(d, "f").partition(".")
+    return len(whole.lstrip("0")) + len(fraction.rstrip("0"))
+
+
+@given(st.builds(lambda c, e: Decimal(c).scaleb(e), st.integers(0, 10**22), st.integers(-25, 10)))
+@example(Decimal("1.0000000000000000000000000000001"))       # beyond Decimal's 28-digit context
+@example(Decimal("0E-30"))
+def test_quantity_fits_counts_the_digits_written_out(d):
+    assert quantity_fits(d) == (written_out(d) <= 15)
 
 
 def test_amount_json_takes_the_quantities_the_format_takes():

@@ -4,22 +4,27 @@
 so a value is inserted once and never parsed again: a customer named `{{ 7*7 }}` stays `{{ 7*7 }}`.
 A missing value renders empty, as Yespo's `$!`. Anything else inside `${...}` is not a name and is
 kept as literal text. Jinja runs in `SandboxedEnvironment` (no underscore attributes, no unsafe
-calls), with the operators that could build huge strings bounded.
+calls), with the operators that could build huge strings bounded, and each render bounded in time and
+in output: a template is merchant input, and the workflow worker renders every message in turn.
 """
 from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SandboxedEnvironment, SecurityError, safe_range
 
 VAR = re.compile(r"\$!?\{([^{}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*$")
 MAX_REPEAT = 10_000          # longest string or list `*` may build
 MAX_EXPONENT = 64
+MAX_RENDER_SECONDS = 2.0     # one message's render: nested loops or recursive macros stop here
+MAX_OUTPUT_CHARS = 1_000_000 # one rendered field (a mail body is a few kB)
 
 
 class TemplateProblem(Exception):
@@ -52,8 +57,52 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
+class _Render(threading.local):
+    deadline = float("inf")     # of the render running in this thread
+
+
+_RENDER = _Render()
+
+
+def _in_time() -> None:
+    if time.monotonic() > _RENDER.deadline:
+        raise SecurityError(f"it ran for more than {MAX_RENDER_SECONDS:g} s (a loop or a recursion too large)")
+
+
+class _Range:
+    """The sandbox's range (at most MAX_RANGE items), checking the render's deadline as it is walked: a loop
+    needs no call inside to run long (`{% set r = range(99999) %}{% for a in r %}{% for b in r %}...`).
+    Walked again each time, like a range."""
+
+    def __init__(self, *args: int):
+        self.items = safe_range(*args)
+
+    def __iter__(self):
+        for i, n in enumerate(self.items):
+            if not i & 1023:
+                _in_time()
+            yield n
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k):
+        return self.items[k]
+
+    def __contains__(self, x) -> bool:
+        return x in self.items
+
+    def __repr__(self) -> str:
+        return repr(self.items)
+
+
 class _Sandbox(SandboxedEnvironment):
     intercepted_binops = frozenset(["*", "**"])
+
+    def call(__self, __context, __obj, *args, **kwargs):   # noqa: N805 - Jinja's own signature
+        # Every call a template makes passes here (macros too): a recursion that branches stops in time.
+        _in_time()
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context, operator, left, right):
         # Why: the stock sandbox lets `'x' * 10**9` exhaust memory; a template is merchant input.
@@ -69,6 +118,7 @@ class _Sandbox(SandboxedEnvironment):
 
 _ENV = _Sandbox(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True,
                 finalize=lambda v: "" if v is None else v)
+_ENV.globals["range"] = _Range
 
 
 def _rewrite(source: str) -> str:
@@ -102,9 +152,22 @@ def problems(source: str) -> list[str]:
 def render(source: str, variables: dict) -> str:
     """The template filled with `variables`; raises TemplateProblem when it cannot be rendered."""
     template = _compiled(source)
+    _RENDER.deadline = time.monotonic() + MAX_RENDER_SECONDS
+    out: list[str] = []
+    size = 0
     try:
-        return template.render({**variables, "_var": lambda name: as_text(lookup(variables, name))})
+        for chunk in template.generate({**variables, "_var": lambda name: as_text(lookup(variables, name))}):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateProblem(f"template output too large: more than {MAX_OUTPUT_CHARS:,} characters")
+            out.append(chunk)
+            _in_time()
     except SecurityError as e:
         raise TemplateProblem(f"template refused by the sandbox: {e}") from None
+    except RecursionError:
+        raise TemplateProblem("template could not be rendered: it recurses too deeply") from None
     except (TemplateError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
         raise TemplateProblem(f"template could not be rendered: {e}") from None
+    finally:
+        _RENDER.deadline = float("inf")
+    return "".join(out)

@@ -167,3 +167,24 @@ def test_a_missing_event_id_is_waited_for_then_skipped():
     take, seen3 = _contiguous(rows[2:], 2, seen, later, wait_gaps=True)
     assert [r.id for r in take] == [4, 5] and seen3 is None           # 3 was rolled back: go on
     assert _contiguous(rows, 0, None, now, wait_gaps=False) == (rows, None)   # SQLite: one writer, no waiting
+
+
+@pytest.mark.parametrize("runaway, reason", [
+    ("{% set r = range(99999) %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}", "ran for more than"),
+    ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}", "ran for more than"),
+    ("{% for a in range(99999) %}{{ 'x' * 9999 }}{% endfor %}", "output too large"),
+    ("{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(1) }}", "recurses too deeply"),
+], ids=["nested-loops", "branching-macro", "huge-output", "endless-macro"])
+def test_a_runaway_template_fails_its_message_instead_of_holding_the_worker(monkeypatch, runaway, reason):
+    """One bad template would otherwise keep the workflow worker busy for hours (or fill memory), and every
+    other workflow's messages would wait behind it."""
+    monkeypatch.setattr(templates, "MAX_RENDER_SECONDS", 0.05)
+    with pytest.raises(templates.TemplateProblem, match=reason):
+        templates.render(runaway, V)
+
+
+def test_range_in_templates_still_behaves_as_a_range():
+    out = templates.render("{{ range(5)|list }} {{ range(4)|length }} {{ range(10)[2] }} {{ 3 in range(5) }} "
+                           "{% set r = range(2) %}{% for a in r %}{% for b in r %}{{ a }}{{ b }},{% endfor %}{% endfor %} "
+                           "{{ range(3)|reverse|list }} {{ range(1, 7, 2)|sum }}", V)
+    assert out == "[0, 1, 2, 3, 4] 4 2 True 00,01,10,11, [2, 1, 0] 9"

@@ -1,0 +1,127 @@
+"""Failed-authentication throttle per client address, shared by the API's Basic auth and the UI login.
+
+After `limit` wrong API keys or passwords from one address within `window` seconds (counted from its
+first failure), that address is refused until the window ends, and its credentials are not checked at
+all meanwhile: guessing goes no faster than `limit` tries a window. Valid requests are never counted,
+and other addresses are not affected. The counts live in this process (N backend processes allow
+N × limit), in a table of at most `max_addresses` entries.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
+
+from flask import Flask, current_app, request
+
+from connector.config import parse_duration
+from connector.errors import ConfigError
+
+log = logging.getLogger(__name__)
+EXTENSION = "orderbridge.auth_throttle"
+
+
+def client_key(addr: str | None) -> str:
+    """What failures are counted against: an IPv4 address, or an IPv6 address's /64 (one host is
+    commonly given a whole /64, so counting single IPv6 addresses would limit nothing)."""
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return addr or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class FailureThrottle:
+    """Failures per address in a window opened by the address's first failure. `clock` is passed in."""
+
+    def __init__(self, limit: int, window: float, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.max_addresses, self.clock = limit, window, max_addresses, clock
+        # address → (window start, failures); a new window moves its address to the end, so the
+        # entries stay ordered by window start and the expired ones are always at the front
+        self._entries: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def wait(self, addr: str) -> float:
+        """Seconds until `addr` may try a credential again; 0 when it may now."""
+        with self._lock:
+            entry = self._entries.get(addr)
+        if entry is None or entry[1] < self.limit:
+            return 0.0
+        return max(0.0, entry[0] + self.window - self.clock())
+
+    def fail(self, addr: str) -> float:
+        """Count a failure from `addr`; when it is the one that blocks the address, the seconds the
+        block lasts, else 0."""
+        now = self.clock()
+        with self._lock:
+            start, failures = self._entries.get(addr, (now, 0))
+            if now >= start + self.window:
+                start, failures = now, 0
+            self._entries[addr] = (start, failures + 1)
+            if failures == 0:
+                self._entries.move_to_end(addr)
+            self._prune(now)
+        return start + self.window - now if failures + 1 == self.limit else 0.0
+
+    def _prune(self, now: float) -> None:
+        """Drop expired windows, then the oldest ones beyond the cap (those nearest their end)."""
+        while self._entries:
+            addr, (start, _) = next(iter(self._entries.items()))
+            if now < start + self.window and len(self._entries) <= self.max_addresses:
+                return
+            del self._entries[addr]
+
+
+def from_options(opts: dict) -> FailureThrottle | None:
+    """The throttle `[backend] auth_fail_*` asks for; None when auth_fail_limit is 0 (off)."""
+    limit = opts.get("auth_fail_limit", 10)
+    window = opts.get("auth_fail_window", "1m")
+    addresses = opts.get("auth_fail_addresses", 10_000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"[backend] auth_fail_limit: expected a whole number of failures (0 = off); got {limit!r}")
+    seconds = parse_duration(window, "[backend] auth_fail_window")
+    if not seconds > 0:
+        raise ConfigError(f"[backend] auth_fail_window: expected a duration above zero such as \"1m\"; got {window!r}")
+    if isinstance(addresses, bool) or not isinstance(addresses, int) or addresses < 1:
+        raise ConfigError(f"[backend] auth_fail_addresses: expected a whole number above zero; got {addresses!r}")
+    return FailureThrottle(limit, seconds, addresses) if limit else None
+
+
+def init_app(app: Flask, opts: dict) -> None:
+    throttle = from_options(opts)
+    if throttle is not None:
+        app.extensions[EXTENSION] = throttle
+
+
+def wait_seconds() -> int:
+    """Whole seconds the requesting address must wait before a credential of it is checked; 0 = none."""
+    throttle: FailureThrottle | None = current_app.extensions.get(EXTENSION)
+    if throttle is None:
+        return 0
+    wait = throttle.wait(client_key(request.remote_addr))
+    return max(1, math.ceil(wait)) if wait > 0 else 0
+
+
+def record_failure(what: str) -> None:
+    """Count a wrong credential (`what`: "API key", "UI login") from the requesting address."""
+    throttle: FailureThrottle | None = current_app.extensions.get(EXTENSION)
+    if throttle is None:
+        return
+    addr = client_key(request.remote_addr)
+    blocked = throttle.fail(addr)
+    if blocked:
+        # the address only: never the credential that was tried
+        log.warning("too many failed logins: %s is refused for %d s after %d wrong credentials (%s)",
+                    addr, math.ceil(blocked), throttle.limit, what)

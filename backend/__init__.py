@@ -6,7 +6,7 @@ import importlib
 from flask import Flask, jsonify
 from sqlalchemy import text
 
-from backend import errors
+from backend import errors, throttle
 from backend.db import get_engine, init_schema, make_engine
 from backend.ratelimit import TokenBucket
 
@@ -30,7 +30,9 @@ def create_app(config=None, test_config: dict | None = None) -> Flask:
     """Build the backend app for `config` (a connector.config.Config; defaults when None).
 
     `test_config` overrides Flask config keys, among them DATABASE_URL, API_KEYS (a list),
-    RATE_LIMIT (requests per second per key, 0 = off) and MAX_CONTENT_LENGTH (bytes).
+    RATE_LIMIT (requests per second per key, 0 = off) and MAX_CONTENT_LENGTH (bytes). The failed-login
+    throttle follows `[backend] auth_fail_*` (backend.throttle); tests set its `clock` through
+    app.extensions["orderbridge.auth_throttle"].
     """
     if config is None:
         from connector.config import from_dict
@@ -45,6 +47,7 @@ def create_app(config=None, test_config: dict | None = None) -> Flask:
     app.extensions["orderbridge.engine"] = engine
     if float(app.config["RATE_LIMIT"] or 0) > 0:
         app.extensions["orderbridge.ratelimit"] = TokenBucket(float(app.config["RATE_LIMIT"]))
+    throttle.init_app(app, config.backend.options)
     errors.init_app(app)
     app.add_url_rule("/healthz", "healthz", _healthz)
     for ref in BLUEPRINTS:

@@ -5,6 +5,7 @@ import hmac
 
 from flask import Blueprint, current_app, g, request
 
+from backend import throttle
 from backend.errors import ApiError
 from backend.ratelimit import check_rate
 
@@ -22,12 +23,17 @@ def key_matches(given: str, keys: list[str]) -> str | None:
 
 
 def require_api_key() -> None:
-    """before_request hook: 401 without a valid key, 429 above the key's rate limit."""
+    """before_request hook: 401 without a valid key, 429 above the key's rate limit, and 429 without
+    looking at the key while this address is blocked for too many wrong keys."""
+    wait = throttle.wait_seconds()
+    if wait:
+        raise ApiError(429, f"too many wrong API keys from this address; retry in {wait} s", {"Retry-After": str(wait)})
     creds = request.authorization
     if creds is None or creds.type != "basic" or not creds.password:
         raise ApiError(401, "Basic auth required: any user name, the API key as the password", _CHALLENGE)
     key = key_matches(creds.password, current_app.config["API_KEYS"])
     if key is None:
+        throttle.record_failure("API key")
         raise ApiError(401, "the API key is not valid", _CHALLENGE)
     g.api_key = key
     check_rate(key)

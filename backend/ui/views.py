@@ -9,7 +9,7 @@ from flask import (Blueprint, abort, current_app, flash, redirect, render_templa
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
-from backend import reports, reports_api, segments
+from backend import reports, reports_api, segments, throttle
 from backend.db import get_engine, write_transaction
 from backend.paging import MAX_ID, whole_number
 from backend.reports_api import cached, report_options, revenue_cached, rfm_cached, rfm_members_cached
@@ -122,12 +122,19 @@ def text_arg(name: str) -> str | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
+    wait = throttle.wait_seconds() if request.method == "POST" else 0
+    if wait:                           # the password is not even looked at
+        error = f"Too many failed attempts from your address: try again in {wait} seconds."
+        page = render_template("login.html", error=error, next=request.values.get("next", ""))
+        return page, 429, {"Retry-After": str(wait)}
     if request.method == "POST":
         password = request.form.get("password", "")
         if auth.credentials_ok(password):
             target = auth.safe_next(request.form.get("next"))
             auth.log_in(password)
             return redirect(target)
+        if password:                   # an empty form tried nothing
+            throttle.record_failure("UI login")
         error = "That password or API key is not valid."
     return render_template("login.html", error=error, next=request.values.get("next", "")), (401 if error else 200)
 

@@ -5,10 +5,12 @@ import importlib
 
 from flask import Flask, jsonify
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend import errors, throttle
 from backend.db import get_engine, init_schema, make_engine
 from backend.ratelimit import TokenBucket
+from connector.errors import ConfigError
 
 # Blueprints the app serves, as "module:attribute" (an explicit registry: add one line per area).
 # API blueprints put themselves behind the API key with backend.auth.protect.
@@ -24,6 +26,17 @@ def _healthz():
     with get_engine().connect() as conn:
         conn.execute(text("SELECT 1"))
     return jsonify({"status": "ok"})
+
+
+def trust_proxies(app: Flask, opts: dict) -> None:
+    """Behind `[backend] trusted_proxies` reverse proxies, the client's address is the one the outermost
+    of them saw: that many entries from the end of X-Forwarded-For, where each appends its peer. With 0
+    the header is ignored, since any client could write it. The failed-login throttle counts by this."""
+    hops = opts.get("trusted_proxies", 0)
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 10:
+        raise ConfigError(f"[backend] trusted_proxies: expected how many reverse proxies stand in front (0 to 10); got {hops!r}")
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
 
 
 def create_app(config=None, test_config: dict | None = None) -> Flask:
@@ -47,6 +60,7 @@ def create_app(config=None, test_config: dict | None = None) -> Flask:
     app.extensions["orderbridge.engine"] = engine
     if float(app.config["RATE_LIMIT"] or 0) > 0:
         app.extensions["orderbridge.ratelimit"] = TokenBucket(float(app.config["RATE_LIMIT"]))
+    trust_proxies(app, config.backend.options)
     throttle.init_app(app, config.backend.options)
     errors.init_app(app)
     app.add_url_rule("/healthz", "healthz", _healthz)

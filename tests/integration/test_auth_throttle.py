@@ -8,6 +8,7 @@ import re
 import pytest
 from backend import create_app
 from connector.config import from_dict
+from connector.errors import ConfigError
 
 KEY = "the-real-key"
 ATTACKER, CONNECTOR = "203.0.113.66", "198.51.100.10"
@@ -127,3 +128,39 @@ def test_zero_turns_it_off(tmp_path):
     assert {api(c, f"guess-{i}", ATTACKER).status_code for i in range(30)} == {401}
     assert api(c, KEY, ATTACKER).status_code == 200
     app.extensions["orderbridge.engine"].dispose()
+
+
+def proxied_app(tmp_path, hops):
+    config = from_dict({"backend": {"database": f"sqlite:///{tmp_path}/p.db", "auth_fail_limit": 3,
+                                    "trusted_proxies": hops}})
+    return create_app(config, test_config={"API_KEYS": [KEY], "RATE_LIMIT": 0})
+
+
+def via_proxy(client, password: str, forwarded_for: str):
+    return client.get("/api/v1/account/info", headers={**basic(password), "X-Forwarded-For": forwarded_for},
+                      environ_base={"REMOTE_ADDR": "127.0.0.1"})
+
+
+def test_behind_a_trusted_proxy_each_client_is_counted_by_its_own_address(tmp_path):
+    app = proxied_app(tmp_path, 1)
+    c = app.test_client()
+    for i in range(3):
+        via_proxy(c, f"guess-{i}", f"192.0.2.1, {ATTACKER}")      # the first entry is the client's to write
+    assert via_proxy(c, KEY, f"192.0.2.1, {ATTACKER}").status_code == 429
+    assert via_proxy(c, KEY, CONNECTOR).status_code == 200
+    assert api(c, KEY, "127.0.0.1").status_code == 200            # straight to the backend, no header
+    app.extensions["orderbridge.engine"].dispose()
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(tmp_path):
+    app = proxied_app(tmp_path, 0)
+    c = app.test_client()
+    for i in range(3):
+        via_proxy(c, f"guess-{i}", f"192.0.2.{i}")                # a new made-up address each time
+    assert via_proxy(c, KEY, "192.0.2.200").status_code == 429
+    app.extensions["orderbridge.engine"].dispose()
+
+
+def test_trusted_proxies_must_be_a_small_whole_number(tmp_path):
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        proxied_app(tmp_path, "yes")

@@ -209,7 +209,8 @@ _TOP_LEVEL = set(_SECTION_KEYS) | {"backend", "shops"}
 # documents each; tests/unit/test_config_keys.py holds these lists to it and to the code).
 BACKEND_OPTION_KEYS = frozenset({
     "ui_password_env", "ui_secret_key_env", "ui_session_hours", "report_currency", "revenue_window_days",
-    "smtp_host", "smtp_port", "smtp_tls", "smtp_user_env", "smtp_password_env", "mail_from"})
+    "smtp_host", "smtp_port", "smtp_tls", "smtp_user_env", "smtp_password_env", "mail_from",
+    "auth_fail_limit", "auth_fail_window", "auth_fail_addresses", "trusted_proxies"})
 SHOP_KEYS = frozenset({
     "name", "platform", "order_id_prefix", "webhook_secret_env", "status_map",
     # Shopify

@@ -31,17 +31,22 @@ def start_jobs(config, backend) -> list[Callable[[], None]]:
     return [lambda: stop_background(backend, stop)]
 
 
+def connector_config(config, host: str, port: int):
+    """The config of the in-process connector: it pushes to the backend served here, on the port actually
+    taken, unless the config names another target."""
+    from dataclasses import replace
+    if "url" in config.raw.get("target", {}):
+        return config
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return replace(config, target=replace(config.target, url=f"http://{local}:{port}/api/v1"))
+
+
 def start_daemon(config, host: str, port: int) -> Callable[[], None]:
     """The connector's jobs in-process (flush, inbox, leases, polls), pushing to the backend served here
     unless the config names another target; returns the function that stops them."""
-    from dataclasses import replace
-
     from daemon.jobs import Runtime
     from daemon.scheduler import start_background
-    if "url" not in config.raw.get("target", {}):
-        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        config = replace(config, target=replace(config.target, url=f"http://{local}:{port}/api/v1"))
-    rt = Runtime.create(config)
+    rt = Runtime.create(connector_config(config, host, port))
     stop = start_background(rt)
     return lambda: (stop(), rt.engine.dispose())
 

@@ -31,6 +31,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def missing_driver(url: str, module: str | None) -> str:
+    """What to install for a database URL whose driver is missing (psycopg ships with the `postgres` extra)."""
+    if url.startswith("postgresql"):
+        return ("a PostgreSQL database needs the postgres extra, which is not installed: "
+                "run .venv/bin/pip install -e '.[postgres]'")
+    return f"the database driver {module or '?'} for {url.split(':', 1)[0]} is not installed"
+
+
 def make_engine(url: str, *, pragmas: Iterable[str] = (),
                 on_sqlite: Callable[[Engine], None] | None = None) -> Engine:
     """An engine for `url`; creates the folder of a SQLite file.
@@ -38,7 +46,10 @@ def make_engine(url: str, *, pragmas: Iterable[str] = (),
     SQLite connections get SQLITE_PRAGMAS and then `pragmas`; `on_sqlite` may add listeners of its own."""
     url = normalise_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        except ModuleNotFoundError as e:
+            raise ConfigError(missing_driver(url, e.name)) from None
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         try:

@@ -277,7 +277,8 @@ class AddOrdersClient:
             self._record(Attempt(started, _ms(t0), count, None, None, f"{type(e).__name__}: {e}"[:_EXCERPT]))
             action = action_for(None, exc=e)
             if action is Action.RETRY:
-                raise RetriableAPIError(f"the target could not be reached ({type(e).__name__})") from e
+                raise RetriableAPIError(f"the target {shown_url(self.base)} could not be reached "
+                                        f"({type(e).__name__})") from e
             if action is Action.STOP:
                 raise CredentialsRefused(f"the target URL cannot be used ({type(e).__name__}: {str(e)[:200]}); "
                                          "check [target] url") from e
@@ -288,6 +289,15 @@ class AddOrdersClient:
     def _record(self, attempt: Attempt) -> None:
         if self.on_attempt is not None:
             self.on_attempt(attempt)
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for logs and messages: any user:password@ in it is left out."""
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _ms(t0: float) -> float:

@@ -54,12 +54,21 @@ def target(config):
         return [("target", True, f"reachable ({t.url})"),
                 ("credentials", False, no_key if not t.api_key else f"{e} (key from {t.api_key_env})")]
     except OrderbridgeError as e:
-        return [("target", False, f"cannot reach {t.url}: {e}"),
+        why = f"({type(e.__cause__).__name__})" if e.__cause__ is not None else f": {e}"
+        return [("target", False, f"cannot reach {t.url} {why}{local_hint(t.url)}"),
                 ("credentials", False, no_key if not t.api_key else "not checked")]
     if not t.api_key:
         return [("target", True, f"reachable ({t.url})"), ("credentials", False, no_key)]
     who = ", ".join(str(info[k]) for k in ("organisationName", "userEmail") if info.get(k)) or "accepted"
     return [("target", True, f"reachable ({t.url})"), ("credentials", True, who)]
+
+
+def local_hint(url: str) -> str:
+    """The default target is the backend of `orderbridge up` on this machine: not reaching it usually means
+    that it is not running."""
+    from urllib.parse import urlsplit
+    host = urlsplit(url).hostname or ""
+    return "; is `orderbridge up` (or `orderbridge backend`) running?" if host in ("127.0.0.1", "localhost", "::1") else ""
 
 
 def shops(config):

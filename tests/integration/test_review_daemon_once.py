@@ -61,3 +61,24 @@ def test_durations_and_sizes_of_zero_are_refused_naming_the_key(tmp_path, capsys
         cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n[{section}]\n{line}\n')
         assert main(["--config", str(cfg), "check"]) == 2
         assert key in capsys.readouterr().err
+
+
+def test_a_target_that_cannot_be_reached_is_named(tmp_path, monkeypatch, capsys):
+    """The outbox's last error and check say which URL could not be reached (a copied config may point at
+    another port than the one `up` runs on), never the password of a URL that carries one."""
+    import json
+
+    from tests.delivery_helpers import wire_order
+    monkeypatch.setenv("OB_REVIEW_KEY", "k")
+    cfg = tmp_path / "orderbridge.toml"
+    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n'
+                   '[target]\nurl = "http://u:pw-secret@127.0.0.1:9/api/v1"\napi_key_env = "OB_REVIEW_KEY"\n')
+    (tmp_path / "o.jsonl").write_text(json.dumps(wire_order(1)))
+    assert main(["--config", str(cfg), "enqueue", str(tmp_path / "o.jsonl")]) == 0
+    assert main(["--config", str(cfg), "daemon", "--once"]) == 1
+    assert main(["--config", str(cfg), "outbox", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "the target http://127.0.0.1:9/api/v1 could not be reached" in out and "pw-secret" not in out
+    main(["--config", str(cfg), "check"])
+    out = capsys.readouterr().out
+    assert "(ConnectionError); is `orderbridge up` (or `orderbridge backend`) running?" in out

@@ -44,6 +44,20 @@ def graphql_url(shop) -> str:
     return f"{str(base).rstrip('/')}/admin/api/{shop.get('api_version', DEFAULT_API_VERSION)}/graphql.json"
 
 
+def missing_api(shop) -> str:
+    """What a shop's [[shops]] table lacks for the Admin API, in the words of the config."""
+    missing = []
+    if not (shop.get("domain") or shop.get("api_url")):
+        missing.append('domain = "<shop>.myshopify.com"')
+    var = shop.get("access_token_env")
+    if not var:
+        missing.append('access_token_env = "<variable holding the access token>"')
+    what = f"add {' and '.join(missing)} to its [[shops]] table" if missing else ""
+    if var and not shop.secret_of("access_token"):
+        what += ("; then " if what else "") + f"set the environment variable {var} to the access token"
+    return what
+
+
 class ShopifyClient:
     """Sends GraphQL queries for one shop, paced by the shop's bucket."""
 
@@ -62,8 +76,7 @@ class ShopifyClient:
     def for_shop(cls, shop, **kw) -> "ShopifyClient":
         token = shop.secret_of("access_token")
         if not token or not (shop.get("domain") or shop.get("api_url")):
-            raise ConfigError(f"shop {shop.name!r}: polling needs domain and access_token_env "
-                              f"(the environment variable {shop.get('access_token_env') or '<unset>'} holding the token)")
+            raise ConfigError(f"shop {shop.name!r}: polling and backfill need the Admin API: {missing_api(shop)}")
         return cls(graphql_url(shop), token, **kw)
 
     def query(self, text: str, variables: Mapping[str, Any] | None = None, *, name: str = "", cost: float | None = None) -> dict:

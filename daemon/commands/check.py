@@ -68,7 +68,10 @@ def local_hint(url: str) -> str:
     that it is not running."""
     from urllib.parse import urlsplit
     host = urlsplit(url).hostname or ""
-    return "; is `orderbridge up` (or `orderbridge backend`) running?" if host in ("127.0.0.1", "localhost", "::1") else ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return ""
+    return ("; is `orderbridge up` (or `orderbridge backend`) running there? Started with another --port, "
+            "set [target] url to match")
 
 
 def shops(config):

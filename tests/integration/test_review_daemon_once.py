@@ -81,4 +81,5 @@ def test_a_target_that_cannot_be_reached_is_named(tmp_path, monkeypatch, capsys)
     assert "the target http://127.0.0.1:9/api/v1 could not be reached" in out and "pw-secret" not in out
     main(["--config", str(cfg), "check"])
     out = capsys.readouterr().out
-    assert "(ConnectionError); is `orderbridge up` (or `orderbridge backend`) running?" in out
+    assert "(ConnectionError); is `orderbridge up` (or `orderbridge backend`) running there?" in out
+    assert "another --port, set [target] url to match" in out

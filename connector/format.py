@@ -408,11 +408,14 @@ class OrderSchema(Schema):
         if errors:
             raise ValidationError(errors)
 
-    @validates_schema
-    def _rules(self, data, **kw):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _rules(self, data, original, **kw):
+        # Checked even when other fields are wrong, so that every mistake of an order is named at once
+        # (one round of fixes, not two); a contact field that is itself wrong has named its own error.
         if data.get("externalOrderId") is None and "externalOrderId" in data:
             raise ValidationError("must not be empty", "externalOrderId")
-        if not any(data.get(f) for f in CONTACT_FIELDS):
+        wrong = isinstance(original, dict) and any(f in original and f not in data for f in CONTACT_FIELDS)
+        if not wrong and not any(data.get(f) for f in CONTACT_FIELDS):
             raise ValidationError("at least one of externalCustomerId, email, phone is required "
                                   "(a phone needs 5 digits or more)", "externalCustomerId/email/phone")
 

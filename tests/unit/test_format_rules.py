@@ -118,8 +118,14 @@ def test_status_is_read_in_any_case_and_refused_outside_the_enum():
 
 
 def test_every_missing_required_field_is_named():
+    # every mistake at once, the missing contact included (one round of fixes, not two)
     assert error_of({"externalOrderId": "x"}) == \
-        "totalCost: is required; status: is required; date: is required; currency: is required"
+        "totalCost: is required; status: is required; date: is required; currency: is required; " \
+        "externalCustomerId/email/phone: at least one of externalCustomerId, email, phone is required " \
+        "(a phone needs 5 digits or more)"
+    # a contact field that is itself wrong names its own error, and only that
+    assert error_of(order(email="not-an-email", totalCost="ten")) == \
+        "totalCost: not a number: 'ten'; email: not an email address: 'not-an-email'"
     assert error_of(order(externalOrderId="  ")) == "externalOrderId: must not be empty"
     assert error_of(order(items=[{"quantity": 1}])) == "items[0].externalItemId: is required"
     assert error_of(order(email="not-an-email")) == "email: not an email address: 'not-an-email'"

@@ -55,3 +55,20 @@ def engine(db_url):
     init_db(e)
     yield e
     e.dispose()
+
+
+@pytest.fixture
+def import_csv_cli(tmp_path, capsys):
+    """`orderbridge import-csv ARGS` through the real CLI, into a fresh SQLite outbox; returns (exit code,
+    stdout, stderr). Shops: `legacy` (platform csv) and `main` (shopify, order_id_prefix `s1-`)."""
+    from daemon.cli import main
+    cfg = tmp_path / "orderbridge.toml"
+    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n\n'
+                   '[[shops]]\nname = "legacy"\nplatform = "csv"\n\n'
+                   '[[shops]]\nname = "main"\nplatform = "shopify"\norder_id_prefix = "s1-"\n')
+
+    def run(*args):
+        code = main(["--config", str(cfg), "import-csv", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

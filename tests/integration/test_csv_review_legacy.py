@@ -7,22 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon.cli import main
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "csv" / "shopify_orders_export_2026.csv"
 
 
 @pytest.fixture
-def cli(tmp_path, capsys):
-    cfg = tmp_path / "orderbridge.toml"
-    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n\n'
-                   '[[shops]]\nname = "legacy"\nplatform = "csv"\n')
-
-    def run(*args):
-        code = main(["--config", str(cfg), "import-csv", *map(str, args)])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+def cli(import_csv_cli):
+    return import_csv_cli
 
 
 def shopify_rows() -> list[list[str]]:

@@ -22,19 +22,26 @@ def test_a_failed_poll_is_named_in_the_summary(tmp_path, monkeypatch, capsys):
     assert "cs_wrong" not in out
 
 
-def test_once_keeps_failing_while_orders_wait_for_a_target_that_is_down(tmp_path, monkeypatch, capsys):
-    """DESIGN section 4: non-zero until everything pending is delivered (or failed for a data reason).
-    The second run finds nothing due (the order waits for its retry) and used to exit 0."""
+def one_order_for_a_target_that_is_down(tmp_path, monkeypatch, url: str):
+    """A config whose target refuses connections (port 9), one order enqueued, one `daemon --once` run
+    (exit 1: the order waits); returns the config's path."""
     import json
 
     from tests.delivery_helpers import wire_order
     monkeypatch.setenv("OB_REVIEW_KEY", "k")
     cfg = tmp_path / "orderbridge.toml"
     cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n'
-                   '[target]\nurl = "http://127.0.0.1:9/api/v1"\napi_key_env = "OB_REVIEW_KEY"\n')
+                   f'[target]\nurl = "{url}"\napi_key_env = "OB_REVIEW_KEY"\n')
     (tmp_path / "o.jsonl").write_text(json.dumps(wire_order(1)))
     assert main(["--config", str(cfg), "enqueue", str(tmp_path / "o.jsonl")]) == 0
     assert main(["--config", str(cfg), "daemon", "--once"]) == 1
+    return cfg
+
+
+def test_once_keeps_failing_while_orders_wait_for_a_target_that_is_down(tmp_path, monkeypatch, capsys):
+    """DESIGN section 4: non-zero until everything pending is delivered (or failed for a data reason).
+    The second run finds nothing due (the order waits for its retry) and used to exit 0."""
+    cfg = one_order_for_a_target_that_is_down(tmp_path, monkeypatch, "http://127.0.0.1:9/api/v1")
     capsys.readouterr()
     assert main(["--config", str(cfg), "daemon", "--once"]) == 1
     out = capsys.readouterr().out
@@ -66,16 +73,7 @@ def test_durations_and_sizes_of_zero_are_refused_naming_the_key(tmp_path, capsys
 def test_a_target_that_cannot_be_reached_is_named(tmp_path, monkeypatch, capsys):
     """The outbox's last error and check say which URL could not be reached (a copied config may point at
     another port than the one `up` runs on), never the password of a URL that carries one."""
-    import json
-
-    from tests.delivery_helpers import wire_order
-    monkeypatch.setenv("OB_REVIEW_KEY", "k")
-    cfg = tmp_path / "orderbridge.toml"
-    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n'
-                   '[target]\nurl = "http://u:pw-secret@127.0.0.1:9/api/v1"\napi_key_env = "OB_REVIEW_KEY"\n')
-    (tmp_path / "o.jsonl").write_text(json.dumps(wire_order(1)))
-    assert main(["--config", str(cfg), "enqueue", str(tmp_path / "o.jsonl")]) == 0
-    assert main(["--config", str(cfg), "daemon", "--once"]) == 1
+    cfg = one_order_for_a_target_that_is_down(tmp_path, monkeypatch, "http://u:pw-secret@127.0.0.1:9/api/v1")
     assert main(["--config", str(cfg), "outbox", "status"]) == 0
     out = capsys.readouterr().out
     assert "the target http://127.0.0.1:9/api/v1 could not be reached" in out and "pw-secret" not in out

@@ -105,3 +105,20 @@ def take_write_lock(session) -> None:
     dbapi = session.connection().connection.driver_connection
     if not dbapi.in_transaction:
         dbapi.execute("BEGIN IMMEDIATE")
+
+
+def is_unavailable(e: BaseException) -> bool:
+    """True when `e` says the database could not be used (connection lost, server restarting, locked past the
+    busy timeout, disk full), as opposed to something wrong with the data: the same work can succeed later."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    if isinstance(e, (OperationalError, InterfaceError, sqlite3.OperationalError)):
+        return True
+    return isinstance(e, DBAPIError) and bool(e.connection_invalidated)
+
+
+def unavailable_reason(e: BaseException) -> str:
+    """The driver's own first line, for a log or a message: no SQL, no parameters, no password."""
+    orig = getattr(e, "orig", None) or e
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]

@@ -130,6 +130,11 @@ def process_one(rt: Runtime) -> str | None:
             reason = _process(s, delivery, rt.config)
         except Exception as e:   # noqa: BLE001 - any failure keeps the raw body for a replay
             s.rollback()
+            if database.is_unavailable(e):
+                # The store failed (a dropped connection, a server restart, a full disk), not the delivery:
+                # it stays new and the next run takes it again, in order. Marked failed, it would wait for
+                # an operator's replay while newer versions of its order went out.
+                raise
             error = f"{type(e).__name__}: {e}" if not str(e).startswith(type(e).__name__) else str(e)
             log.warning("inbox %d (%s/%s %s) failed: %s", delivery_id, delivery.platform, delivery.shop,
                         delivery.topic, error)

@@ -27,7 +27,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from connector import cursors, outbox
+from connector import cursors, database, outbox
 from connector.client import AddOrdersClient, AddOrdersResult, Attempt, BatchRejected, CredentialsRefused
 from connector.errors import RetriableAPIError
 from connector.store import PushAttempt, utcnow
@@ -167,8 +167,12 @@ class Held:
         while not self._stop.wait(self.flusher.lease / 3):
             try:
                 self.renew()
-            except Exception:       # noqa: BLE001 - a busy database: the next beat tries again
-                log.warning("could not renew the leases of %d orders", len(self.ids), exc_info=True)
+            except Exception as e:       # noqa: BLE001 - a busy database: the next beat tries again
+                if database.is_unavailable(e):      # one line, every third of a lease while it lasts
+                    log.warning("could not renew the leases of %d orders: %s", len(self.ids),
+                                database.unavailable_reason(e))
+                else:
+                    log.warning("could not renew the leases of %d orders", len(self.ids), exc_info=True)
 
     def __enter__(self) -> "Held":
         self._thread.start()

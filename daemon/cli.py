@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reason(e) -> str:
     """The driver's own first line: no SQL, no parameters, no password."""
-    return (str(e.orig).strip().splitlines() or [type(e.orig).__name__])[0][:300]
+    from connector.database import unavailable_reason
+    return unavailable_reason(e)
 
 
 if __name__ == "__main__":

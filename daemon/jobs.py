@@ -209,8 +209,11 @@ def poll_shops(rt: Runtime) -> dict[str, int | str]:
         try:
             results[shop.name] = poller.poll(rt.engine, shop)
         except Exception as e:   # noqa: BLE001 - logged per shop; the next poll tries again
-            log.warning("poll %s (%s) failed: %s: %s", shop.name, shop.platform, type(e).__name__, e)
-            results[shop.name] = f"{type(e).__name__}: {e}"
+            # a database error's own text carries the SQL and its parameters: its first line says enough
+            why = (f"the connector database cannot be used: {database.unavailable_reason(e)}"
+                   if database.is_unavailable(e) else f"{type(e).__name__}: {e}")
+            log.warning("poll %s (%s) failed: %s", shop.name, shop.platform, why)
+            results[shop.name] = why
     return results
 
 

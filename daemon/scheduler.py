@@ -9,22 +9,75 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from datetime import datetime, timezone
 
+from connector import database
 from daemon import jobs
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseTrouble:
+    """The jobs' database trouble (a full disk, a lock held for long, a server restarting) as one line:
+    the first failure, the same reason again at most once a `repeat_every` while it lasts, and one line
+    when every job that failed has worked again. Every job retries on its next tick, so nothing is lost
+    meanwhile. Anything else a job raises is a bug: it goes on to APScheduler, which logs its traceback."""
+
+    def __init__(self, every: float, repeat_every: float = 60.0):
+        self.every, self.repeat_every = every, repeat_every
+        self.reason: str | None = None
+        self.failing: set[str] = set()
+        self.next_at = 0.0
+        self.held = 0
+        self.lock = threading.Lock()
+
+    def guard(self, name: str, fn):
+        def run(*args):
+            try:
+                result = fn(*args)
+            except Exception as e:
+                if not database.is_unavailable(e):
+                    raise
+                self.failed(name, database.unavailable_reason(e))
+                return None
+            self.worked(name)
+            return result
+        run.__name__ = run.__qualname__ = name      # what APScheduler names in its own messages
+        return run
+
+    def failed(self, job: str, reason: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.failing.add(job)
+            if reason == self.reason and now < self.next_at:
+                self.held += 1
+                return
+            held, self.held = self.held, 0
+            self.reason, self.next_at = reason, now + self.repeat_every
+        log.error("%s: the connector database cannot be used: %s; nothing is lost, the jobs try again every %gs%s",
+                  job, reason, self.every, f" ({held} more such failures since the last line)" if held else "")
+
+    def worked(self, job: str) -> None:
+        with self.lock:
+            if job not in self.failing:
+                return
+            self.failing.discard(job)
+            if self.failing:
+                return
+            self.reason, self.held = None, 0
+        log.warning("the connector database works again")
 
 
 def add_jobs(scheduler, rt: jobs.Runtime) -> None:
     d = rt.config.daemon
     every = max(d.flush_every, 0.05)
     now = datetime.now(timezone.utc)
+    trouble = DatabaseTrouble(every)
     common = dict(trigger="interval", max_instances=1, coalesce=True, misfire_grace_time=None, next_run_time=now)
-    scheduler.add_job(jobs.sweep_leases, args=[rt], id="sweep_leases", seconds=every, **common)
-    scheduler.add_job(jobs.process_inbox, args=[rt], id="process_inbox", seconds=every, **common)
-    scheduler.add_job(jobs.flush, args=[rt], id="flush", seconds=every, **common)
-    scheduler.add_job(jobs.poll_shops, args=[rt], id="poll_shops", seconds=max(d.poll_every, 1.0), **common)
+    for name, fn, seconds in (("sweep_leases", jobs.sweep_leases, every), ("process_inbox", jobs.process_inbox, every),
+                              ("flush", jobs.flush, every), ("poll_shops", jobs.poll_shops, max(d.poll_every, 1.0))):
+        scheduler.add_job(trouble.guard(name, fn), args=[rt], id=name, seconds=seconds, **common)
 
 
 def _quiet_apscheduler() -> None:

@@ -8,6 +8,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from adapters.webhook_http import json_error
+from connector import database
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,12 @@ def create_receiver_app(config, engine=None) -> Flask:
         if isinstance(e, HTTPException):
             return http_error(e)
         # Not acknowledged, so the platform retries; the stack trace goes to the log only.
+        if database.is_unavailable(e):
+            # A full disk, a lock held past the busy timeout, a server down: one line per delivery that
+            # names the cause (a traceback each, 18 lines, hid it), without the SQL and its parameters.
+            log.error("webhook %s not stored (answered 503, the platform will retry): the connector database "
+                      "cannot be used: %s", request.path, database.unavailable_reason(e))
+            return json_error(503, "the delivery could not be stored; try again later")
         log.exception("webhook delivery could not be stored")
         return json_error(500, "the delivery could not be stored; the server log has the details")
 

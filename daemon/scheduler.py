@@ -80,6 +80,34 @@ def add_jobs(scheduler, rt: jobs.Runtime) -> None:
         scheduler.add_job(trouble.guard(name, fn), args=[rt], id=name, seconds=seconds, **common)
 
 
+def watch_clock(scheduler, stop: threading.Event, every: float = 1.0, wall=None) -> threading.Thread:
+    """APScheduler keeps each job's next run as a wall-clock time: when the system clock is set back (an NTP
+    step, a VM resumed from a snapshot), no job runs until the clock catches up, an hour for an hour, and
+    nothing says why. This thread compares the wall clock with the monotonic one; when the wall clock went
+    back, every job is set to run now, and the log says so."""
+    wall = wall or (lambda: datetime.now(timezone.utc))
+
+    def watch() -> None:
+        base_wall, base_mono = wall(), time.monotonic()
+        while not stop.wait(every):
+            now_wall, now_mono = wall(), time.monotonic()
+            behind = (base_wall - now_wall).total_seconds() + (now_mono - base_mono)
+            base_wall, base_mono = now_wall, now_mono
+            if behind <= 1.0:
+                continue
+            log.warning("the system clock went back by %.0f s: the daemon's jobs run now instead of waiting for it",
+                        behind)
+            try:
+                for job in scheduler.get_jobs():
+                    job.modify(next_run_time=now_wall)
+                scheduler.wakeup()
+            except Exception:       # noqa: BLE001 - the scheduler is shutting down
+                return
+    t = threading.Thread(target=watch, name="clock-watch", daemon=True)
+    t.start()
+    return t
+
+
 def _quiet_apscheduler() -> None:
     # At flush_every="1s" APScheduler would log every run and every skipped overlapping tick.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
@@ -106,6 +134,7 @@ def run_blocking(rt: jobs.Runtime) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        watch_clock(scheduler, rt.stop)
         scheduler.start()
     finally:
         for t in stopper:
@@ -122,6 +151,7 @@ def start_background(rt: jobs.Runtime):
     scheduler = BackgroundScheduler(timezone=timezone.utc)
     add_jobs(scheduler, rt)
     scheduler.start()
+    watch_clock(scheduler, rt.stop)
 
     def stop() -> None:
         rt.stop.set()

@@ -229,6 +229,7 @@ class AddOrdersClient:
         r = self._request("GET", "/account/info", None, 0)
         action = action_for(r.status_code, r.text)
         if action is Action.ACCEPTED:
+            self._refuse_web_page(r)
             try:
                 return json.loads(r.text) if r.text.strip() else {}
             except ValueError:
@@ -239,18 +240,25 @@ class AddOrdersClient:
     def _post_once(self, body: bytes, count: int) -> AddOrdersResult:
         r = self._request("POST", "/orders", body, count)
         action = action_for(r.status_code, r.text)
-        if action is Action.ACCEPTED and r.text.lstrip()[:1] == "<":
-            # The add-orders API answers an empty body or JSON; a web page is a login portal, a proxy or a
-            # site's front page at the wrong URL, and counting it as accepted would lose every order.
-            raise CredentialsRefused(f"the target answered {r.status_code} with a web page, not the add-orders API "
-                                     f"({r.text.strip()[:80]!r}); check [target] url", status=r.status_code,
-                                     body=r.text[:_EXCERPT])
         if action is Action.ACCEPTED:
+            self._refuse_web_page(r)
             return AddOrdersResult(r.status_code, failed=parse_failed_orders(r.text))
         if action is Action.ALREADY_APPLIED:
             return AddOrdersResult(r.status_code, already_applied=True)
         self._raise(action, r)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _refuse_web_page(r: requests.Response) -> None:
+        """A 2xx web page is not the API: a login portal, a proxy or a site's front page at the wrong URL.
+
+        The add-orders API answers an empty body or JSON. Counting a page as accepted would lose every
+        order of the batch; for account/info (`orderbridge check`) it would call a URL good that push
+        then refuses."""
+        if r.text.lstrip()[:1] == "<":
+            raise CredentialsRefused(f"the target answered {r.status_code} with a web page, not the add-orders API "
+                                     f"({r.text.strip()[:80]!r}); check [target] url", status=r.status_code,
+                                     body=r.text[:_EXCERPT])
 
     def _raise(self, action: Action, r: requests.Response) -> None:
         status, excerpt = r.status_code, r.text[:_EXCERPT]

@@ -48,6 +48,18 @@ def test_without_a_key_a_reachable_target_says_so(tmp_path, monkeypatch, capsys)
     assert f"ok  target: reachable ({TARGET})" in out and "BAD credentials: no API key" in out
 
 
+def test_a_web_page_at_the_target_url_is_not_an_api_that_accepts_the_key(tmp_path, monkeypatch, capsys):
+    # push stops on a 2xx web page (it is not the add-orders API); check must not call that URL good
+    monkeypatch.setenv("OB_REVIEW_KEY", "k")
+    with responses.RequestsMock() as rsps:
+        rsps.get(f"{TARGET}/account/info", status=200, content_type="text/html",
+                 body="<!doctype html><html><body>Welcome to our shop</body></html>")
+        rc, out = check(write(tmp_path, ""), capsys)
+    assert rc == 1
+    assert "BAD target: the target answered 200 with a web page, not the add-orders API" in out
+    assert "credentials: accepted" not in out
+
+
 @pytest.fixture
 def target_ok(monkeypatch):
     monkeypatch.setenv("OB_REVIEW_KEY", "k")

@@ -1,4 +1,9 @@
-"""One JSON shape for every error the backend answers: {"error": {"status": N, "message": "..."}}."""
+"""One JSON shape for every error the backend answers: {"message": "...", "error": {"status": N, "message": "..."}}.
+
+The top-level `message` is where clients written for Yespo look (the official Shopify app reads `json.message`
+of an error body, reference/yespo-api.md §4.3, and matches texts such as "Duplicated request" in it); without
+it they see "Unknown error". `error` is ours and carries the status too.
+"""
 from __future__ import annotations
 
 import logging
@@ -27,7 +32,7 @@ class ApiError(Exception):
 
 
 def error_response(status: int, message: str, headers: dict | None = None):
-    resp = jsonify({"error": {"status": status, "message": message}})
+    resp = jsonify({"message": message, "error": {"status": status, "message": message}})
     resp.status_code = status
     for k, v in (headers or {}).items():
         resp.headers[k] = v

@@ -36,7 +36,8 @@ def _body() -> dict:
 
 
 def _invalid(e: DefinitionError):
-    resp = jsonify({"error": {"status": 400, "message": f"invalid workflow: {e}", "errors": e.errors}})
+    message = f"invalid workflow: {e}"
+    resp = jsonify({"message": message, "error": {"status": 400, "message": message, "errors": e.errors}})
     resp.status_code = 400
     return resp
 

@@ -213,7 +213,8 @@ def test_a_body_over_the_limit_gets_413_as_json(db_url):
     r = app.test_client().post("/api/v1/orders", data=b'{"orders": [' + b" " * 2000 + b"]}", headers=AUTH,
                                content_type="application/json")
     app.extensions["orderbridge.engine"].dispose()
-    assert r.status_code == 413 and r.get_json() == {"error": {"status": 413, "message": "request body too large"}}
+    assert r.status_code == 413 and r.get_json() == {"message": "request body too large",
+                                                  "error": {"status": 413, "message": "request body too large"}}
 
 
 def test_above_the_rate_limit_the_answer_is_429_with_retry_after(db_url):
@@ -232,11 +233,24 @@ def test_every_error_is_json_without_a_stack_trace(app, client):
     def boom():
         raise RuntimeError("secret internals")
     r = client.get("/boom")
-    assert r.status_code == 500 and r.get_json() == {
+    assert r.status_code == 500 and r.get_json() == {"message": "internal error; the server log has the details",
         "error": {"status": 500, "message": "internal error; the server log has the details"}}
     assert client.get("/api/v1/nowhere", headers=AUTH).get_json()["error"]["status"] == 404
     r = client.put("/api/v1/orders", headers=AUTH)
     assert r.status_code == 405 and r.get_json()["error"]["status"] == 405
+
+
+@pytest.mark.parametrize("body, headers, status", [
+    (b'{"orders": [', AUTH, 400),
+    (b'{"orders": []}', {}, 401),
+])
+def test_an_error_carries_its_message_where_yespo_clients_read_it(client, body, headers, status):
+    # The official Shopify app reads `message` at the top of a JSON error body (yespo-api.md §4.3); without
+    # it, every error from us would read "Unknown error" there.
+    r = client.post("/api/v1/orders", data=body, headers={**headers, "Content-Type": "application/json"})
+    assert r.status_code == status
+    body = r.get_json()
+    assert body["message"] and body["message"] == body["error"]["message"]
 
 
 def test_healthz_and_account_info(client):

@@ -25,7 +25,7 @@ def test_ui_filters_with_huge_numbers_are_400(logged_in, path):   # noqa: F811
                                   f"/api/v1/segments/saved/{HUGE}"])
 def test_api_routes_for_huge_ids_are_404(client, path):   # noqa: F811
     r = client.get(path, headers=AUTH)
-    assert r.status_code == 404 and r.json == {"error": {"status": 404, "message": "no such resource"}}
+    assert r.status_code == 404 and r.json == {"message": "no such resource", "error": {"status": 404, "message": "no such resource"}}
     assert client.get(path).status_code == 401          # the auth check still comes first
 
 

@@ -81,11 +81,25 @@ def _unlink(conn, contact_id: int, now: datetime) -> dict:
     (SQLite gives a new row the largest id + 1): a stranger would inherit this contact's history."""
     from backend.workflows import storage as wf
     n = conn.execute(update(ORDERS).where(ORDERS.c.contact_id == contact_id).values(contact_id=None, updated_at=now)).rowcount
-    events = conn.execute(update(EVENTS).where(EVENTS.c.contact_id == contact_id).values(contact_id=None)).rowcount
-    for table in (wf.runs, wf.messages):
-        conn.execute(update(table).where(table.c.contact_id == contact_id).values(contact_id=None))
+    # An event's params and a run's context name the contact as well (`contactId`, the name templates and
+    # the in_segment condition read): unlinked there too, or they would name the next holder of the id.
+    events = conn.execute(select(EVENTS.c.id, EVENTS.c.params).where(EVENTS.c.contact_id == contact_id)).all()
+    for e in events:
+        conn.execute(update(EVENTS).where(EVENTS.c.id == e.id)
+                     .values(contact_id=None, params=json.dumps(_without_contact(json.loads(e.params), contact_id))))
+    runs = wf.runs
+    for r in conn.execute(select(runs.c.id, runs.c.context).where(runs.c.contact_id == contact_id)).all():
+        context = json.loads(r.context)
+        if isinstance(context.get("params"), dict):
+            context["params"] = _without_contact(context["params"], contact_id)
+        conn.execute(update(runs).where(runs.c.id == r.id).values(contact_id=None, context=json.dumps(context)))
+    conn.execute(update(wf.messages).where(wf.messages.c.contact_id == contact_id).values(contact_id=None))
     conn.execute(CONTACTS.delete().where(CONTACTS.c.id == contact_id))
-    return {"orders": n, "events": events}
+    return {"orders": n, "events": len(events)}
+
+
+def _without_contact(params: dict, contact_id: int) -> dict:
+    return {**params, "contactId": None} if params.get("contactId") == contact_id else params
 
 
 # ---- our read extensions -------------------------------------------------------------------

@@ -148,6 +148,21 @@ def test_a_deleted_contact_leaves_no_history_to_the_next_contact_given_its_id(cl
         ["P-2"] if alice == bob else [])
 
 
+def test_a_deleted_contacts_id_is_not_left_in_its_events_params(client):
+    """The event's params named the contact too (`contactId`, as Yespo's templates use it): left there after
+    the delete, it named whichever contact SQLite gave the freed id next."""
+    post(client, order("Q-1", externalCustomerId="carol", email="carol@example.com"))
+    carol = int(client.get("/api/v1/orders/Q-1", headers=AUTH).headers["X-Contact-Id"])
+    assert client.delete("/api/v1/contact?externalCustomerId=carol", headers=AUTH).status_code == 200
+    post(client, order("Q-2", externalCustomerId="dave", email="dave@example.com"))
+    (event,) = get(client, "/api/v1/events?key=Q-1")["events"]
+    assert event["contactId"] is None and event["params"]["contactId"] is None
+    assert event["params"]["eventKey"] == "Q-1" and event["params"]["email"] == "carol@example.com"   # kept: not erased
+    dave = int(client.get("/api/v1/orders/Q-2", headers=AUTH).headers["X-Contact-Id"])
+    assert get(client, "/api/v1/events?key=Q-2")["events"][0]["params"]["contactId"] == dave
+    assert carol  # (on SQLite dave == carol: the id the old params would have named)
+
+
 def test_delete_needs_a_known_external_customer_id(client):
     assert client.delete("/api/v1/contact", headers=AUTH).status_code == 400
     r = client.delete("/api/v1/contact?externalCustomerId=ghost&erase=true", headers=AUTH)

@@ -62,3 +62,23 @@ def test_a_segment_rule_must_name_a_segment():
         validate({"name": "x", "start": {"event": "orderDELIVERED"}, "steps": [
             {"id": "c", "type": "condition", "all": [{"op": "in_segment"}], "yes": None, "no": None}]})
     assert "all[0].value: is required for op in_segment" in str(e.value)
+
+
+def test_a_run_of_a_deleted_contact_does_not_test_the_next_holder_of_its_id(db_url):
+    """DELETE /api/v1/contact (no erase) unlinks the contact from the runs waiting for it: their params must stop
+    naming it too, or an in_segment step tests whoever is given the freed id next (SQLite reuses the largest)."""
+    b = Backend(db_url, None, starters=False)
+    save_segment(b, "buyers", {"orderCountMin": 1})
+    b.create({"name": "later", "start": {"event": "orderDELIVERED"}, "steps": [
+        {"id": "wait", "type": "timer", "hours": 1},
+        {"id": "known", "type": "condition", "all": [{"op": "in_segment", "value": "buyers"}], "yes": "m", "no": None},
+        {"id": "m", "type": "send_message", "channel": "store", "body": "thanks ${eventKey}"}]})
+    b.post(delivered("C1", "carol"))
+    b.run()
+    assert b.client.delete("/api/v1/contact?externalCustomerId=carol", headers=AUTH).status_code == 200
+    b.post(delivered("D1", "dave"))
+    for _ in range(2):                 # carol's timer is over first, then dave's
+        b.clock.advance(hours=2)
+        b.run()
+    assert [m["body"] for m in b.messages()] == ["thanks D1"]
+    b.engine.dispose()

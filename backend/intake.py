@@ -159,6 +159,10 @@ def _decide(states: dict[str, OrderState], book: ContactBook, v: Version, out: O
     ext = v.order.externalOrderId
     s = states.get(ext)
     if s is not None and s.hash == v.hash:
+        if s.contact is None:
+            # Its contact was deleted (DELETE /api/v1/contact): it is matched afresh, as a changed version
+            # would be, but an identical re-send is still no news: no event.
+            s.contact, s.version = book.match(v.order), v
         out.unchanged += 1
         return
     if s is None:

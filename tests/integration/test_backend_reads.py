@@ -134,6 +134,16 @@ def test_delete_without_erase_removes_the_contact_and_unlinks_its_orders(client)
     assert client.get("/api/v1/orders/D-1", headers=AUTH).headers["X-Contact-Id"]   # matched afresh
 
 
+def test_an_identical_resend_after_a_delete_matches_afresh_without_an_event(client):
+    post(client, order("D-2", externalCustomerId="dee", email="dee@example.com"))
+    assert client.delete("/api/v1/contact?externalCustomerId=dee", headers=AUTH).status_code == 200
+    post(client, order("D-2", externalCustomerId="dee", email="dee@example.com"))   # e.g. a requeued push
+    cid = int(client.get("/api/v1/orders/D-2", headers=AUTH).headers["X-Contact-Id"])
+    assert get(client, f"/api/v1/contacts/{cid}")["externalCustomerId"] == "dee"
+    assert get(client, f"/api/v1/orders?contactId={cid}")["orders"][0]["externalOrderId"] == "D-2"
+    assert len(get(client, "/api/v1/events?key=D-2")["events"]) == 1      # still nothing new to react to
+
+
 def test_a_deleted_contact_leaves_no_history_to_the_next_contact_given_its_id(client):
     """SQLite gives a new contact the largest id + 1: after deleting the newest contact, the next one
     gets its id, and must not see its events."""

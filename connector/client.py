@@ -41,6 +41,9 @@ OUTCOMES: dict[int | range, Action] = {
     403: Action.STOP,
     404: Action.STOP,              # wrong [target] url: retrying or splitting cannot help
     405: Action.STOP,
+    # Yespo documents 415 (Unsupported media type) for its JSON endpoints: it is about the request, never one
+    # order, so splitting would fail every order of the batch one by one (2n-1 requests) for nothing.
+    415: Action.STOP,
     408: Action.RETRY,
     409: Action.ALREADY_APPLIED,   # documented for contacts as "repeated request within 1 minute"
     429: Action.RETRY,
@@ -272,6 +275,9 @@ class AddOrdersClient:
                 where = r.headers.get("Location") or "nowhere (no Location header)"
                 what = (f"the target redirects ({status}) to {where[:300]}; set [target] url to the API's own "
                         "address (redirects are not followed: they would turn the POST into a GET)")
+            elif status == 415:
+                what = (f"the target refused the request's media type (415: {excerpt[:200]}); it takes "
+                        "Content-Type: application/json, check [target] url and any proxy in between")
             else:
                 what = f"the target has no such endpoint ({status}); check [target] url"
             raise CredentialsRefused(what, status=status, body=excerpt)

@@ -132,7 +132,7 @@ def test_outcome_table():
     assert action_for(409) is Action.ALREADY_APPLIED
     assert action_for(429) is Action.RETRY
     assert action_for(500) is Action.RETRY and action_for(503) is Action.RETRY
-    assert action_for(401) is Action.STOP and action_for(403) is Action.STOP
+    assert action_for(401) is Action.STOP and action_for(403) is Action.STOP and action_for(415) is Action.STOP
     assert action_for(400) is Action.SPLIT and action_for(413) is Action.SPLIT
     assert action_for(None, exc=requests.ConnectionError()) is Action.RETRY
     assert action_for(None, exc=requests.ReadTimeout()) is Action.RETRY

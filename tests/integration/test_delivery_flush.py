@@ -170,6 +170,17 @@ def test_a_redirect_stops_the_flush_and_sends_nothing(engine, rsps):
     assert {v[0] for v in rows(engine).values()} == {PENDING}
 
 
+def test_an_unsupported_media_type_stops_the_flush_instead_of_failing_every_order(engine, rsps):
+    """415 is about the request (Yespo documents it for its JSON endpoints), never about one order: halving the
+    batch would end with every order failed, one request each."""
+    target = FakeTarget(faults=[(415, "Unsupported Media Type", {})] * 20).install(rsps)
+    put(engine, [wire_order(i) for i in range(8)])
+    report = flusher(engine).flush()
+    assert report.failed == 0 and "media type (415" in report.refused
+    assert {v[0] for v in rows(engine).values()} == {PENDING}
+    assert target.requests == 1
+
+
 def test_a_web_page_instead_of_the_api_stops_the_flush(engine, rsps):
     """A captive portal, a proxy's login page or yespo.io's front page answering 200: nothing was added."""
     FakeTarget(faults=[(200, "<!DOCTYPE html><html><title>Sign in</title></html>", {})]).install(rsps)

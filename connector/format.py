@@ -289,6 +289,19 @@ class Money(fields.Field):
         return read_money(value)
 
 
+def blank(value) -> bool:
+    """An empty or blank string: what Yespo's WooCommerce plugin sends for an amount it does not have."""
+    return type(value) is str and not value.strip()
+
+
+class OptionalMoney(Money):
+    """An amount that may be absent; a blank string counts as absent (reference/yespo-api.md: the official
+    WooCommerce plugin sends "" for a missing shipping, discount or tax), not as a wrong number."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return None if blank(value) else read_money(value)
+
+
 class Quantity(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         return read_quantity(value)
@@ -342,7 +355,7 @@ class ItemSchema(Schema):
     quantity = Quantity(required=True)
     name = _opt(Text)
     category = _opt(Text)
-    cost = _opt(Money)
+    cost = _opt(OptionalMoney)
     url = _opt(Text)
     imageUrl = _opt(Text)
     description = _opt(Text)
@@ -371,9 +384,9 @@ class OrderSchema(Schema):
     phone = _opt(Phone)
     firstName = _opt(Text)
     lastName = _opt(Text)
-    shipping = _opt(Money)
-    discount = _opt(Money)
-    taxes = _opt(Money)
+    shipping = _opt(OptionalMoney)
+    discount = _opt(OptionalMoney)
+    taxes = _opt(OptionalMoney)
     restoreUrl = _opt(Text)
     statusDescription = _opt(Text)
     storeId = _opt(Text)
@@ -579,6 +592,8 @@ def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
     item_id = _text(item_id)
     if item_id is None:
         return None
+    if cost is not None and blank(cost):
+        cost = None
     if cost is not None:
         cost = _money_of(cost).quantize(quantum, ROUND_HALF_UP)
         if cost.adjusted() >= top:
@@ -620,6 +635,8 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
             return None
         for k in _OPT_MONEY:
             v = get(k)
+            if v is not None and blank(v):
+                v = None
             if v is not None:
                 v = _money_of(v).quantize(q, ROUND_HALF_UP)
                 if v.adjusted() >= top:

@@ -73,6 +73,15 @@ def test_an_order_without_contact_id_fails_alone_and_its_neighbours_are_stored(c
     assert [e["key"] for e in events(client)] == ["A-0", "A-2"]
 
 
+def test_blank_optional_amounts_as_the_official_woocommerce_plugin_sends_them_are_absent(client):
+    """reference/yespo-api.md: the plugin writes "" for a shipping, discount or tax it does not have."""
+    woo = order("W-1", email="w@example.com", totalCost="24.00", shipping="", discount="", taxes="",
+                items=[{"externalItemId": "7", "quantity": "2", "cost": "12.00"}])
+    assert post(client, woo) == []
+    stored = client.get("/api/v1/orders/W-1", headers=AUTH).get_json()
+    assert stored["totalCost"] == 24 and not {"shipping", "discount", "taxes"} & set(stored)
+
+
 def test_a_failed_order_is_returned_as_sent_with_the_field_and_the_problem(client):
     sent = order("B-1", email="b@example.com", status="SHIPPED", totalCost="ten")
     [f] = post(client, sent)

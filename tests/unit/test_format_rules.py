@@ -163,3 +163,12 @@ def test_a_date_that_does_not_exist_in_utc_is_refused():
 def test_text_with_a_nul_character_is_refused_since_no_database_stores_it():
     assert error_of(order(firstName="Ann\x00")) == "firstName: must not contain NUL characters"
     assert error_of(order(email="a\x00@example.com")) == "email: must not contain NUL characters"
+
+
+def test_a_blank_optional_amount_is_absent_as_the_official_woocommerce_plugin_sends_it():
+    """reference/yespo-api.md: the WooCommerce plugin writes "" for a shipping, discount or tax it does not
+    have. A blank required amount (totalCost, an item's quantity) is still a wrong number."""
+    o = parse_order(order(shipping="", discount=" ", taxes="", items=[{"externalItemId": "s", "quantity": 1, "cost": ""}]))
+    assert (o.shipping, o.discount, o.taxes, o.items[0].cost) == (None, None, None, None)
+    assert error_of(order(totalCost="")) == "totalCost: not a number: ''"
+    assert error_of(order(items=[{"externalItemId": "s", "quantity": ""}])) == "items[0].quantity: not a number: ''"

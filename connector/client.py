@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -90,6 +91,10 @@ class CredentialsRefused(FatalAPIError):
 
 class BatchRejected(FatalAPIError):
     """The target refused the whole request (a 4xx): split the batch to find the bad order."""
+
+
+class Stopped(Exception):
+    """The process is shutting down: the in-request retries end at once; the batch goes back to pending."""
 
 
 @dataclass(frozen=True)
@@ -190,12 +195,14 @@ class RetryPolicy:
             return min(hinted, self.max_wait)
         return min(0.5 * 2 ** (state.attempt_number - 1), self.max_wait)
 
-    def retrying(self) -> Retrying:
+    def retrying(self, stop: threading.Event | None = None) -> Retrying:
+        """The retries of one request; with `stop`, its waits end as soon as it is set."""
         def give_up_on_long_hint(state: RetryCallState) -> bool:
             exc = state.outcome.exception() if state.outcome else None
             return getattr(exc, "retry_after", None) is not None and exc.retry_after > self.max_wait
+        kw = {} if stop is None else {"sleep": stop.wait}
         return Retrying(stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_total) | give_up_on_long_hint,
-                        wait=self.wait, retry=retry_if_exception_type(RetriableAPIError), reraise=True)
+                        wait=self.wait, retry=retry_if_exception_type(RetriableAPIError), reraise=True, **kw)
 
 
 class AddOrdersClient:
@@ -217,11 +224,15 @@ class AddOrdersClient:
     def from_config(cls, config, **kw) -> "AddOrdersClient":
         return cls(config.target.url, config.target.api_key, timeout=config.target.timeout, **kw)
 
-    def add_orders(self, payloads: Sequence[str | dict], before_attempt: Callable[[], None] | None = None) -> AddOrdersResult:
-        """Send one batch. Raises RetriableAPIError, CredentialsRefused or BatchRejected."""
+    def add_orders(self, payloads: Sequence[str | dict], before_attempt: Callable[[], None] | None = None,
+                   stop: threading.Event | None = None) -> AddOrdersResult:
+        """Send one batch. Raises RetriableAPIError, CredentialsRefused or BatchRejected; Stopped when `stop`
+        is set before a retry (a shutdown waits for one request at most, not for every retry of it)."""
         body = request_body(payloads)
-        for attempt in self.retry.retrying():
+        for attempt in self.retry.retrying(stop):
             with attempt:
+                if stop is not None and stop.is_set() and attempt.retry_state.attempt_number > 1:
+                    raise Stopped("shutting down: the batch goes back to pending")
                 if before_attempt is not None:
                     before_attempt()
                 return self._post_once(body, len(payloads))

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from connector import cursors, database, outbox
-from connector.client import AddOrdersClient, AddOrdersResult, Attempt, BatchRejected, CredentialsRefused
+from connector.client import AddOrdersClient, AddOrdersResult, Attempt, BatchRejected, CredentialsRefused, Stopped
 from connector.errors import RetriableAPIError
 from connector.store import PushAttempt, utcnow
 
@@ -222,7 +222,7 @@ class Flusher:
                 upcoming = prefetch.submit(self._claim, held)
                 report = FlushReport(batches=1)
                 try:
-                    self._push(held, rows, report, batch_id=uuid.uuid4().hex[:16])
+                    self._push(held, rows, report, batch_id=uuid.uuid4().hex[:16], stop=stop)
                 except BaseException:
                     self._give_back(held, upcoming.result())   # the batch that failed waits for its lease
                     raise
@@ -271,14 +271,21 @@ class Flusher:
                 s.commit()
             held.drop(r.id for r in rows)
 
-    def _push(self, held: Held, rows: list[outbox.Claimed], report: FlushReport, batch_id: str) -> None:
+    def _push(self, held: Held, rows: list[outbox.Claimed], report: FlushReport, batch_id: str,
+              stop: threading.Event | None = None) -> None:
         queue = [rows]
         while queue:
             part = held.keep(queue.pop(0))
             if not part:
                 continue
             try:
-                result = self.client.add_orders([r.payload for r in part], before_attempt=lambda: held.check(part))
+                result = self.client.add_orders([r.payload for r in part], before_attempt=lambda: held.check(part),
+                                                stop=stop)
+            except Stopped:
+                rest = part + [r for q in queue for r in q]
+                self._give_back(held, rest)     # untouched: no attempt counted, due again at once
+                log.info("flush stopped for shutdown; %d orders go back to pending", len(rest))
+                return
             except LeaseLost:
                 queue.insert(0, part)       # sent without the rows that left (kept out by keep)
                 continue

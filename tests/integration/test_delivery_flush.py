@@ -308,3 +308,25 @@ def test_sweep_returns_leases_of_dead_local_daemons_at_once(engine):
     assert dead_local_owners([dead, "otherhost:1:x"]) == [dead]
     assert sweep(engine, now, 5) == 1
     assert rows(engine)["O1"][0] == PENDING
+
+
+def test_a_shutdown_ends_the_in_request_retries_and_gives_the_batch_back_untouched(engine, rsps):
+    """SIGTERM while the target fails: the daemon used to go on retrying the request (up to 30 s of retries
+    on top of the timeout) before it could stop. Now the retry after the stop is not made, and the
+    batch goes back to pending without an attempt counted."""
+    import threading
+    stop, calls = threading.Event(), []
+
+    def busy(request):
+        calls.append(1)
+        stop.set()                  # the signal arrives while the first request is out
+        return (503, {}, "busy")
+    rsps.add_callback("POST", f"{TARGET}/orders", callback=busy)
+    ids = put(engine, [wire_order(1), wire_order(2)])
+    f = flusher(engine, retry=RetryPolicy(attempts=5, max_wait=30, max_total=300))
+    report = f.flush(stop=stop)
+    assert len(calls) == 1 and report.sent == 0 and report.failed == 0
+    with Session(engine) as s:
+        rows = s.exec(select(OutboxRow.state, OutboxRow.attempts, OutboxRow.lease_owner)
+                      .where(OutboxRow.id.in_(ids))).all()
+    assert rows == [(PENDING, 0, None), (PENDING, 0, None)]

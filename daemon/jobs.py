@@ -217,6 +217,12 @@ def poll_shops(rt: Runtime) -> dict[str, int | str]:
     return results
 
 
+def polled_shops(config) -> list[str]:
+    """The shops the poll job takes: a platform with a poller, its API credentials set."""
+    return [shop.name for shop in config.shops
+            if (poller := _poller(shop.platform)) is not None and poller.has_credentials(shop)]
+
+
 def _poller(platform: str):
     try:
         return importlib.import_module(f"adapters.{platform}.poller")

@@ -114,6 +114,15 @@ def _quiet_apscheduler() -> None:
     logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
 
 
+def started_line(rt: jobs.Runtime) -> str:
+    """What the daemon does, said once at its start: an operator sees at once where orders go and what is polled."""
+    d, shops = rt.config.daemon, jobs.polled_shops(rt.config)
+    polled = (f"polling {', '.join(shops)} every {d.poll_every:g}s" if shops
+              else "polling no shop (none has API credentials set)")
+    return (f"daemon started: pushing to {rt.config.target.url} every {d.flush_every:g}s; {polled}; "
+            "Ctrl-C or SIGTERM stops it")
+
+
 def run_blocking(rt: jobs.Runtime) -> int:
     """`orderbridge daemon`: run until SIGTERM/SIGINT, then finish the batch in flight and return."""
     from apscheduler.schedulers.blocking import BlockingScheduler
@@ -133,6 +142,7 @@ def run_blocking(rt: jobs.Runtime) -> int:
         stopper.append(t)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    log.info("%s", started_line(rt))
     try:
         watch_clock(scheduler, rt.stop)
         scheduler.start()

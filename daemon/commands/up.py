@@ -51,14 +51,17 @@ def start_daemon(config, host: str, port: int) -> Callable[[], None]:
     return lambda: (stop(), rt.engine.dispose())
 
 
-def _banner(host: str, port: int, key: str, source: str | None) -> str:
+def _banner(host: str, port: int, key: str, source: str | None, shops=()) -> str:
     base = f"http://{host}:{port}"
     shown = f"{key}   (kept in var/api_key)" if source is None else f"from the environment variable {source}"
+    # the URLs to paste into each configured shop's webhook settings (none configured: the pattern)
+    hooks = [f"{base}/webhooks/{s.platform}/{s.name}" for s in shops if s.platform in ("shopify", "woocommerce")]
+    hooks = hooks or [f"{base}/webhooks/<shopify|woocommerce>/<shop name>"]
     return "\n".join([
         f"orderbridge is up on {base}",
         f"  API (Yespo-compatible): {base}/api/v1   (Basic auth: any user name, the API key as password)",
         f"  UI:                     {base}/",
-        f"  webhooks:               {base}/webhooks/<shopify|woocommerce>/<shop name>",
+        *(f"  {'webhooks:' if i == 0 else '':24}{url}" for i, url in enumerate(hooks)),
         f"  API key:                {shown}",
     ])
 
@@ -86,7 +89,7 @@ def run(args, config) -> int:
     try:
         def ready(h, p):
             stops.insert(0, start_daemon(config, h, p))   # the port is known only now; stopped first
-            print(_banner(h, p, key, source), flush=True)
+            print(_banner(h, p, key, source, config.shops), flush=True)
         try:
             serve(wsgi, args.host, args.port, args.threads, on_ready=ready)
         except OSError as e:

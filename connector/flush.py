@@ -6,6 +6,12 @@ response text), target busy or down (back to pending on the retry schedule, the 
 credentials refused (rows given back untouched, the flush stops). Every HTTP request leaves a
 push_attempts row.
 
+Orders that failed to go through twice are sent in smaller requests, halved with each further failure
+(`chunk_size`): one order the target always answers with a 5xx (a bug of its own) is then soon
+alone, and the others are delivered instead of waiting with it through the retry schedule (weeks)
+and failing with it. When a request fails so, only its own orders count an attempt; the orders
+behind it, not tried, go back to pending untouched, and go first next time.
+
 While a flush runs, a heartbeat renews the lease of every row it holds (the batch on the wire, the
 halves of a split, the batch claimed ahead) every third of a lease: a slow target or a long split
 must not let the sweep hand those rows to the next claim, which would send them twice. A row the
@@ -109,6 +115,12 @@ def paused_until(engine: Engine, now: datetime) -> datetime | None:
         value = cursors.read(s, PAUSE_SHOP, PAUSE_NAME)
     until = datetime.fromisoformat(value["until"]) if value else None
     return until if until is not None and until > now else None
+
+
+def chunk_size(batch_size: int, attempts: int) -> int:
+    """Orders per request for rows on their `attempts`-th try: the whole batch on the first two, then
+    half as many with each try (a poisonous order is alone after about log2(batch_size) more)."""
+    return max(1, batch_size >> max(0, attempts - 2))
 
 
 class LeaseLost(Exception):
@@ -273,7 +285,13 @@ class Flusher:
 
     def _push(self, held: Held, rows: list[outbox.Claimed], report: FlushReport, batch_id: str,
               stop: threading.Event | None = None) -> None:
-        queue = [rows]
+        size = chunk_size(self.batch_size, max(r.attempts for r in rows))
+        if size < len(rows):
+            # the orders that failed least go first: those that came back untried are not held up again
+            # by the request that keeps failing (one version per order is due at a time, so this does
+            # not reorder an order's versions)
+            rows = sorted(rows, key=lambda r: (r.attempts, r.id))
+        queue = [rows[i:i + size] for i in range(0, len(rows), size)]
         while queue:
             part = held.keep(queue.pop(0))
             if not part:
@@ -299,11 +317,13 @@ class Flusher:
                     self._settle(batch_id, report)
                 continue
             except RetriableAPIError as e:
-                rest = part + [r for q in queue for r in q]
-                self._settle(batch_id, report, retry=rest, error=str(e), retry_after=e.retry_after)
-                held.drop(r.id for r in rest)
+                # This request's orders count the attempt; those behind it were not tried: back untouched
+                untried = [r for q in queue for r in q]
+                self._settle(batch_id, report, retry=part, release=untried, error=str(e), retry_after=e.retry_after)
+                report.retried += len(untried)
+                held.drop(r.id for r in part + untried)
                 report.unreachable = str(e)
-                log.warning("flush paused: %s (%d orders rescheduled)", e, len(rest))
+                log.warning("flush paused: %s (%d orders rescheduled)", e, len(part) + len(untried))
                 return
             except CredentialsRefused as e:
                 rest = part + [r for q in queue for r in q]

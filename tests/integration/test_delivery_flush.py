@@ -330,3 +330,30 @@ def test_a_shutdown_ends_the_in_request_retries_and_gives_the_batch_back_untouch
         rows = s.exec(select(OutboxRow.state, OutboxRow.attempts, OutboxRow.lease_owner)
                       .where(OutboxRow.id.in_(ids))).all()
     assert rows == [(PENDING, 0, None), (PENDING, 0, None)]
+
+
+def test_an_order_the_target_always_answers_with_500_is_isolated_and_the_others_are_delivered(engine, rsps):
+    """A target bug: any request holding order O7 gets a 500. The batch used to be retried whole through the
+    retry schedule (weeks by default) and then failed with it, every other order included. Requests that
+    keep failing are halved: the others go through within a few retries, O7 ends up waiting alone."""
+    import json as _json
+    delivered = []
+
+    def answer(request):
+        ids = [o["externalOrderId"] for o in _json.loads(request.body)["orders"]]
+        if "O7" in ids:
+            return (500, {}, "Internal Server Error")
+        delivered.extend(ids)
+        return (200, {}, '{"failedOrders": []}')
+    rsps.add_callback("POST", f"{TARGET}/orders", callback=answer)
+    put(engine, [wire_order(i) for i in range(16)])
+    clock = Clock()
+    f = flusher(engine, clock=clock, batch_size=16, max_attempts=30)
+    for _ in range(12):
+        f.flush()
+        clock.now += timedelta(days=2)          # past any step of the retry schedule
+    assert sorted(delivered) == sorted(f"O{i}" for i in range(16) if i != 7)
+    assert len(delivered) == 15                 # each once
+    state = rows(engine)
+    assert state["O7"][0] == PENDING and "500" in state["O7"][1]
+    assert {st for oid, (st, _) in state.items() if oid != "O7"} == {SENT}

@@ -123,6 +123,25 @@ def chunk_size(batch_size: int, attempts: int) -> int:
     return max(1, batch_size >> max(0, attempts - 2))
 
 
+def requests_of(rows: list[outbox.Claimed], batch_size: int) -> list[list[outbox.Claimed]]:
+    """A claimed batch cut into requests: one, unless some of its orders failed before; then the least-failed
+    go first, each request no larger than chunk_size allows for the most-failed order in it. Orders that
+    came back untried are not held up again by the request that keeps failing, and after an outage
+    only the orders that were tried meanwhile go in small requests. (One version per order is due at a
+    time, so this never reorders an order's versions.)"""
+    if chunk_size(batch_size, max(r.attempts for r in rows)) >= len(rows):
+        return [rows]
+    out: list[list[outbox.Claimed]] = []
+    current: list[outbox.Claimed] = []
+    for r in sorted(rows, key=lambda r: (r.attempts, r.id)):
+        if current and len(current) >= chunk_size(batch_size, r.attempts):     # r: the most-failed so far
+            out.append(current)
+            current = []
+        current.append(r)
+    out.append(current)
+    return out
+
+
 class LeaseLost(Exception):
     """Rows of the batch about to be sent are no longer this flusher's (their lease ran out)."""
 
@@ -285,13 +304,7 @@ class Flusher:
 
     def _push(self, held: Held, rows: list[outbox.Claimed], report: FlushReport, batch_id: str,
               stop: threading.Event | None = None) -> None:
-        size = chunk_size(self.batch_size, max(r.attempts for r in rows))
-        if size < len(rows):
-            # the orders that failed least go first: those that came back untried are not held up again
-            # by the request that keeps failing (one version per order is due at a time, so this does
-            # not reorder an order's versions)
-            rows = sorted(rows, key=lambda r: (r.attempts, r.id))
-        queue = [rows[i:i + size] for i in range(0, len(rows), size)]
+        queue = requests_of(rows, self.batch_size)
         while queue:
             part = held.keep(queue.pop(0))
             if not part:

@@ -357,3 +357,14 @@ def test_an_order_the_target_always_answers_with_500_is_isolated_and_the_others_
     state = rows(engine)
     assert state["O7"][0] == PENDING and "500" in state["O7"][1]
     assert {st for oid, (st, _) in state.items() if oid != "O7"} == {SENT}
+
+
+def test_after_an_outage_only_the_orders_tried_meanwhile_go_in_small_requests():
+    from connector.flush import requests_of
+    from connector.outbox import Claimed
+    fresh = [Claimed(i, "s", f"O{i}", "{}", 1) for i in range(10, 990)]
+    tried = [Claimed(i, "s", f"O{i}", "{}", 12) for i in range(2000, 2020)]    # failed ten times over
+    parts = requests_of(tried[:10] + fresh + tried[10:], 1000)
+    assert parts[0] == fresh and all(len(p) == 1 for p in parts[1:]) and len(parts) == 21
+    assert requests_of(fresh, 1000) == [fresh]
+    assert [len(p) for p in requests_of([Claimed(i, "s", f"O{i}", "{}", 4) for i in range(1000)], 1000)] == [250] * 4

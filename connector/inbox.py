@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -15,6 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from connector.store import INBOX_NEW, InboxDelivery, utcnow
+
+log = logging.getLogger(__name__)
 
 _INBOX = InboxDelivery.__table__
 _DROP_HEADERS = {"authorization", "cookie", "proxy-authorization"}
@@ -74,6 +77,8 @@ class _SQLiteWriter:
     """Per-thread connections to one SQLite file, and the thread that checkpoints its WAL."""
 
     CHECKPOINT_EVERY = 1.0    # seconds
+    WAL_WARN_BYTES = 256 << 20  # a log this large that no checkpoint empties: someone holds a read open
+    WARN_EVERY = 60.0         # seconds between two warnings of the same kind
 
     def __init__(self, path: str):
         self.path = path
@@ -88,13 +93,30 @@ class _SQLiteWriter:
         return conn
 
     def _checkpoints(self) -> None:
-        conn = self._connect()
+        """Checkpoint the WAL every CHECKPOINT_EVERY. Webhooks are stored whether or not this works, but a
+        log that is never emptied grows until the disk is full: that is said (at most once a minute)."""
+        conn, warned = None, {}
+
+        def warn(kind: str, message: str, *args) -> None:
+            now = time.monotonic()
+            if now - warned.get(kind, -self.WARN_EVERY) >= self.WARN_EVERY:
+                warned[kind] = now
+                log.warning(message, *args)
         while True:
             time.sleep(self.CHECKPOINT_EVERY)
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.Error:      # busy: the next round catches up
-                pass
+                if conn is None:
+                    conn = self._connect()
+                    page = conn.execute("PRAGMA page_size").fetchone()[0]
+                _, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as e:      # a passive checkpoint is never "busy": a full disk, an I/O error
+                warn("error", "inbox %s: the write-ahead log cannot be checkpointed: %s (webhooks are still "
+                     "stored; tried again every %gs)", self.path, e, self.CHECKPOINT_EVERY)
+                continue
+            if (pages - copied) * page >= self.WAL_WARN_BYTES:
+                warn("size", "inbox %s: %d MB of write-ahead log cannot be checkpointed: a connection holds a read "
+                     "transaction open (an sqlite3 shell? a long report?); the file grows until it is closed",
+                     self.path, (pages - copied) * page >> 20)
 
     def insert(self, row: tuple) -> int | None:
         """Commit `row`; returns its id, or None for a duplicate delivery id. Raises on a database error."""

@@ -107,15 +107,36 @@ def take_write_lock(session) -> None:
         dbapi.execute("BEGIN IMMEDIATE")
 
 
+# What says the database, not the statement, failed. PostgreSQL: SQLSTATE classes 08 (connection), 40
+# (serialization failure, deadlock), 53 (disk full, out of memory, too many connections), 57 (shutdown, cancel),
+# 58 (I/O), and 55P03/55006 (a lock or object held by another session). psycopg files class 54 (program limit
+# exceeded: an index row too large for its btree, too many columns) under OperationalError as well, yet it is
+# the data's fault and fails the same way every time: taken for "unavailable", one such delivery would stay
+# `new` and hold up the inbox behind it for good. SQLite: the primary result codes for busy, locked, out of
+# memory, read-only, I/O error, corrupt, full, cannot open and lock protocol; SQLITE_ERROR (1) is the
+# statement's own (too many variables, a malformed JSON argument).
+_PG_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+_PG_UNAVAILABLE_STATES = ("55P03", "55006")
+_SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15})
+
+
 def is_unavailable(e: BaseException) -> bool:
     """True when `e` says the database could not be used (connection lost, server restarting, locked past the
     busy timeout, disk full), as opposed to something wrong with the data: the same work can succeed later."""
     import sqlite3
 
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-    if isinstance(e, (OperationalError, InterfaceError, sqlite3.OperationalError)):
+    if isinstance(e, DBAPIError) and e.connection_invalidated:
         return True
-    return isinstance(e, DBAPIError) and bool(e.connection_invalidated)
+    orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_STATES
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(orig, sqlite3.Error) and isinstance(code, int):
+        return code & 0xFF in _SQLITE_UNAVAILABLE_CODES
+    # no code to go by (a driver without one, an error raised by hand): the exception's kind decides
+    return isinstance(e, (OperationalError, InterfaceError, sqlite3.OperationalError))
 
 
 def unavailable_reason(e: BaseException) -> str:

@@ -99,3 +99,37 @@ def test_postgresql_connection_terminated_mid_translation(pg_url, monkeypatch):
     assert jobs.process_inbox(rt).done == 1
     assert _outbox_ids(rt) == ["7100002"]
     rt.engine.dispose()
+
+
+def test_an_order_postgresql_cannot_index_fails_its_delivery_and_the_inbox_goes_on(pg_url, monkeypatch):
+    """psycopg files ProgramLimitExceeded (an index row too large) under OperationalError, but the data causes it
+    and it fails every time: the delivery is marked failed (its body kept), not left new to hold up the rest."""
+    import secrets
+    rt = _runtime(pg_url, monkeypatch)
+    order = json.loads(load_fixture("shopify/webhook_orders_create_guest_hkd_discounts.json"))
+    order.update(id=secrets.token_hex(4000), email="c@example.com")     # not compressible below btree's 2704 bytes
+    bad = store_delivery(rt.engine, platform="shopify", shop="main", topic="orders/create", headers={},
+                         body=json.dumps(order).encode(), delivery_id="wh-unindexable")
+    good = _deliver(rt, 7100003)
+    report = jobs.process_inbox(rt)
+    assert (report.failed, report.done) == (1, 1)
+    assert _state(rt, bad) == "failed" and _state(rt, good) == INBOX_DONE
+    rt.engine.dispose()
+
+
+def test_only_errors_of_the_database_itself_count_as_unavailable(tmp_path):
+    import sqlite3
+
+    from connector.database import is_unavailable
+    conn = sqlite3.connect(tmp_path / "x.db")
+    with pytest.raises(sqlite3.OperationalError) as statement_error:
+        conn.execute("SELECT json_extract('{not json', '$.a')")
+    assert not is_unavailable(statement_error.value)
+    assert not is_unavailable(sa.exc.OperationalError("SELECT", {}, statement_error.value))
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.execute("PRAGMA max_page_count = 2")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    assert is_unavailable(full.value) and is_unavailable(sa.exc.OperationalError("INSERT", {}, full.value))
+    conn.close()

@@ -174,13 +174,26 @@ def test_a_missing_event_id_is_waited_for_then_skipped():
     ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(60) }}", "ran for more than"),
     ("{% for a in range(99999) %}{{ 'x' * 9999 }}{% endfor %}", "output too large"),
     ("{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(1) }}", "recurses too deeply"),
-], ids=["nested-loops", "branching-macro", "huge-output", "endless-macro"])
+    # no range, no call, no output: only the loop itself can see the time run out (three deep: 10^12 turns)
+    ("{% set s = 'x' * 10000 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}", "ran for more than"),
+    ("{% set l = [0] * 10000 %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}", "ran for more than"),
+], ids=["nested-loops", "branching-macro", "huge-output", "endless-macro", "loops-over-a-string",
+        "loops-over-a-list"])
 def test_a_runaway_template_fails_its_message_instead_of_holding_the_worker(monkeypatch, runaway, reason):
     """One bad template would otherwise keep the workflow worker busy for hours (or fill memory), and every
     other workflow's messages would wait behind it."""
     monkeypatch.setattr(templates, "MAX_RENDER_SECONDS", 0.05)
     with pytest.raises(templates.TemplateProblem, match=reason):
         templates.render(runaway, V)
+
+
+def test_loops_still_behave_as_loops():
+    out = templates.render("{% for c in 'abc' if c != 'b' %}{{ loop.index }}{{ c }}{{ '.' if loop.last }}{% endfor %}"
+                           "{% for x in [] %}x{% else %} none{% endfor %} "
+                           "{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %} "
+                           "{% for n in [[1, [2]], [3]] recursive %}{% if n is iterable %}{{ loop(n) }}{% else %}{{ n }}"
+                           "{% endif %}{% endfor %}", V)
+    assert out == "1a2c. none a=1 123"
 
 
 def test_range_in_templates_still_behaves_as_a_range():

@@ -373,8 +373,13 @@ def rejected_path(path: Path) -> Path:
 
 
 def previous_rejected_path(path: Path) -> Path:
-    """Where the report of the run before is kept: the user may have fixed it in place, as told to."""
-    return path.with_name(f"{path.stem}.rejected.previous.csv")
+    """Where the report of the run before is kept: the user may have fixed it in place, as told to. A name
+    no file holds yet (`.rejected.previous.csv`, then `.rejected.previous-2.csv`, ...): two runs of the
+    original in a row (two dry runs) would otherwise put the second report over the fixed first one."""
+    candidate, n = path.with_name(f"{path.stem}.rejected.previous.csv"), 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.stem}.rejected.previous-{n}.csv"), n + 1
+    return candidate
 
 
 def _messages(tree, path: tuple = ()) -> Iterator[tuple[tuple, str]]:

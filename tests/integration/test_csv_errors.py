@@ -102,6 +102,22 @@ def test_a_report_fixed_in_place_survives_a_run_of_the_original_file(cli, tmp_pa
     assert "payed" in report.read_text(encoding="utf-8")        # the new report: the original's rows again
 
 
+def test_a_fixed_report_survives_two_runs_of_the_original_file(cli, tmp_path):
+    """Two dry runs of the original in a row: the second moves its own unfixed report aside, under a new
+    name, not over the fixed one the first moved there."""
+    f = copy(tmp_path, "shopify_broken.csv")
+    cli(f, "--shop", "legacy", "--preset", "shopify")
+    report = tmp_path / "shopify_broken.rejected.csv"
+    fixed = report.read_text(encoding="utf-8").replace("payed", "paid")
+    report.write_text(fixed, encoding="utf-8")
+    cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")
+    second = tmp_path / "shopify_broken.rejected.previous-2.csv"
+    assert (tmp_path / "shopify_broken.rejected.previous.csv").read_text(encoding="utf-8") == fixed
+    assert "payed" in second.read_text(encoding="utf-8")
+    assert f"the report of an earlier run was moved to {second}" in out
+
+
 def test_bom_crlf_and_the_73_column_header(cli, tmp_path):
     f = copy(tmp_path, "shopify_73col_bom_crlf.csv")
     code, out, _ = cli(f, "--shop", "legacy", "--preset", "shopify", "--dry-run")

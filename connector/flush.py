@@ -314,6 +314,9 @@ class Flusher:
                                                 stop=stop)
             except Stopped:
                 rest = part + [r for q in queue for r in q]
+                with Session(self.engine) as s:     # the requests made before the stop are logged all the same
+                    self._write_attempts(s, batch_id)
+                    s.commit()
                 self._give_back(held, rest)     # untouched: no attempt counted, due again at once
                 log.info("flush stopped for shutdown; %d orders go back to pending", len(rest))
                 return

@@ -330,6 +330,8 @@ def test_a_shutdown_ends_the_in_request_retries_and_gives_the_batch_back_untouch
         rows = s.exec(select(OutboxRow.state, OutboxRow.attempts, OutboxRow.lease_owner)
                       .where(OutboxRow.id.in_(ids))).all()
     assert rows == [(PENDING, 0, None), (PENDING, 0, None)]
+    with Session(engine) as s:                  # the request that was made is in the push log
+        assert [(a.orders, a.status_code) for a in s.exec(select(PushAttempt)).scalars()] == [(2, 503)]
 
 
 def test_an_order_the_target_always_answers_with_500_is_isolated_and_the_others_are_delivered(engine, rsps):

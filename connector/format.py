@@ -580,6 +580,18 @@ def _frozen(cls, values: dict):
     return obj
 
 
+_TOO_LARGE = object()
+
+
+def _opt_amount(value, q: Decimal, top: int):
+    """An optional amount for the fast path, rounded: None when absent or blank, _TOO_LARGE when beyond
+    money_fits (`top`: the exponent a rounded amount stays below)."""
+    if value is None or blank(value):
+        return None
+    d = _money_of(value).quantize(q, ROUND_HALF_UP)
+    return _TOO_LARGE if d.adjusted() >= top else d
+
+
 def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
     """The fields of the item `data` describes when it is valid and usual, else None. `top`: the exponent
     (Decimal.adjusted) a rounded amount stays below (money_fits, inlined)."""
@@ -592,12 +604,8 @@ def _fast_item_values(data: Any, quantum: Decimal, top: int) -> dict | None:
     item_id = _text(item_id)
     if item_id is None:
         return None
-    if cost is not None and blank(cost):
-        cost = None
-    if cost is not None:
-        cost = _money_of(cost).quantize(quantum, ROUND_HALF_UP)
-        if cost.adjusted() >= top:
-            return None
+    if (cost := _opt_amount(cost, quantum, top)) is _TOO_LARGE:
+        return None
     quantity = _money_of(qty)
     if type(qty) is not int and not quantity_fits(quantity):    # an int _money_of took is whole and fits
         return None
@@ -634,13 +642,8 @@ def _fast_values(data: Any, naive_dates_as_utc: bool) -> dict | None:
         if len(ext) > MAX_KEY_CHARS or len(kw["externalCustomerId"] or "") > MAX_KEY_CHARS:
             return None
         for k in _OPT_MONEY:
-            v = get(k)
-            if v is not None and blank(v):
-                v = None
-            if v is not None:
-                v = _money_of(v).quantize(q, ROUND_HALF_UP)
-                if v.adjusted() >= top:
-                    return None
+            if (v := _opt_amount(get(k), q, top)) is _TOO_LARGE:
+                return None
             kw[k] = v
         kw["additionalInfo"] = _opt_read(data, "additionalInfo", read_string_map) or {}
         raw_items = get("items")

@@ -44,7 +44,8 @@ def create_receiver_app(config, engine=None) -> Flask:
     def plain_bodies_only():
         # A compressed body (a proxy's gzip) would pass the signature check as bytes, be stored and
         # acknowledged, then fail as 'not JSON' with nothing left to say it was compressed: the order would
-        # be lost. Refused before it is acknowledged, so the sender knows and retries.
+        # be lost. Refused before it is acknowledged, so the sender knows (Shopify retries; for WooCommerce,
+        # which does not, the poll catches the order up).
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in ("", "identity"):
             return json_error(415, f"Content-Encoding {encoding[:40]!r} is not accepted: send the webhook body "
@@ -62,7 +63,8 @@ def create_receiver_app(config, engine=None) -> Flask:
     def unexpected(e: Exception):
         if isinstance(e, HTTPException):
             return http_error(e)
-        # Not acknowledged, so the platform retries; the stack trace goes to the log only.
+        # Not acknowledged, so Shopify retries (WooCommerce does not: its poll catches up); the stack trace
+        # goes to the log only.
         if database.is_unavailable(e):
             # A full disk, a lock held past the busy timeout, a server down: one line per delivery that
             # names the cause (a traceback each, 18 lines, hid it), without the SQL and its parameters.

@@ -22,7 +22,9 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 class CsvUnreadable(OrderbridgeError):
-    """The file cannot be imported at all (missing, wrong encoding, no usable header): exit 2."""
+    """The file cannot be read on (missing, wrong encoding, no usable header, a row csv cannot parse): exit 2.
+    Raised before anything is imported, except for a row the parser refuses further on: what came before
+    it is imported (a re-run after the fix enqueues nothing twice)."""
 
 
 class Row(NamedTuple):

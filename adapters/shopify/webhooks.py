@@ -45,7 +45,8 @@ def receive(shop: str):
     if not secret:
         # Without a secret nothing can be verified, and an unverified body is never stored. The operator
         # learns which variable to set from the log; the sender (anyone) learns nothing of the set-up.
-        # Shopify retries a 401 for 48 hours: deliveries made meanwhile arrive once it is set.
+        # Shopify retries a refused delivery 8 times over 4 hours (DESIGN.md): those made meanwhile arrive if it
+        # is set within that time; the poll (with API credentials) catches up the rest.
         log.error("shop %s: no webhook secret, refusing deliveries: set the environment variable named by "
                   "webhook_secret_env (%s)", shop, shop_cfg.webhook_secret_env or "not configured")
         return json_error(401, "this shop has no webhook secret configured; deliveries cannot be verified")

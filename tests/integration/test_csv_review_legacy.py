@@ -144,3 +144,18 @@ def test_woocommerce_phones_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
     code, out, err = cli(path, "--shop", "legacy", "--preset", "woocommerce", "--timezone", "UTC", "--dry-run")
     assert code == 1
     assert "line 2, billing_phone: '4.93012E+11': a spreadsheet turned the phone into a rounded number" in err
+
+
+def test_a_mapping_default_for_additional_info_is_sent(cli, tmp_path):
+    """The mapping check accepts [defaults] "additionalInfo.<name>" (its error lists it as a valid field), so a
+    constant such as the sales channel of a whole export must reach the order; it was dropped, silently."""
+    (tmp_path / "m.toml").write_text(GOOD_COLUMNS + 'email = "mail"\n"additionalInfo.number" = "number"\n'
+                                     '[defaults]\n"additionalInfo.channel" = "pos"\n"additionalInfo.number" = "none"\n')
+    path = tmp_path / "o.csv"
+    path.write_text("order,date,status,total,cur,mail,number\n"
+                    "1,2026-01-01T10:00:00+00:00,DELIVERED,5.00,EUR,a@example.com,N-1\n"
+                    "2,2026-01-01T10:00:00+00:00,DELIVERED,5.00,EUR,a@example.com,\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
+    assert code == 0, err
+    assert out.count('"channel": "pos"') == 2
+    assert '"number": "N-1"' in out and '"number": "none"' in out

@@ -24,7 +24,7 @@
     [status]                         # value in the file → add-orders status; unlisted values are rejected
     "Paid" = "IN_PROGRESS"
 
-    [defaults]                       # constant values for fields the file lacks
+    [defaults]                       # constant values for fields the file lacks ("additionalInfo.<name>" too)
     currency = "UAH"
 """
 from __future__ import annotations
@@ -129,6 +129,8 @@ class GenericMapping:
         header.require(sorted(set(self.cols.values()) | set(self.item_cols.values())), "file this mapping describes")
         self.per_item = mapping.get("layout", "order") == "item"
         self.defaults = dict(mapping.get("defaults", {}))
+        # additionalInfo.<name> from a column, a [defaults] constant, or both (the column's value first)
+        self.info = list(dict.fromkeys(k for k in (*self.cols, *self.defaults) if k.startswith("additionalInfo.")))
         self.status_map = {str(k).strip().lower(): str(v).upper() for k, v in mapping.get("status", {}).items()}
         self.seps = {"decimal_sep": mapping.get("decimal_separator", "."),
                      "thousands_sep": mapping.get("thousands_separator", "")}
@@ -160,8 +162,7 @@ class GenericMapping:
             raw = self.value(cells, f)
             data[f] = self._field(c, line, f, raw) if raw else None
         data["externalOrderId"] = f"{self.prefix}{self.key(cells)}"
-        data["additionalInfo"] = {k.split(".", 1)[1]: v for k in self.cols if k.startswith("additionalInfo.")
-                                  if (v := self.value(cells, k))}
+        data["additionalInfo"] = {k.split(".", 1)[1]: v for k in self.info if (v := self.value(cells, k))}
         notes = [UNTIMED] if self.dates.guessed else []
         if self.item_cols:
             data["items"] = [it for row in (rows if self.per_item else rows[:1]) if (it := self._item(c, row)) is not None]

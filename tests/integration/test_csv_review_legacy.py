@@ -159,3 +159,16 @@ def test_a_mapping_default_for_additional_info_is_sent(cli, tmp_path):
     assert code == 0, err
     assert out.count('"channel": "pos"') == 2
     assert '"number": "N-1"' in out and '"number": "none"' in out
+
+
+def test_a_mapping_without_an_order_id_column_stops_the_import(cli, tmp_path):
+    """externalOrderId in [defaults] only passed the mapping check (it lists "[columns] (or [defaults])"), but
+    orders are told apart by the order id column: every row was then rejected with 'externalOrderId: is empty'
+    (and one constant id for every order would merge them all). A mapping mistake, named before importing."""
+    (tmp_path / "m.toml").write_text('[columns]\ntotalCost = "total"\ndate = "date"\nstatus = "status"\n'
+                                     'currency = "cur"\n[defaults]\nexternalOrderId = "X"\n')
+    path = tmp_path / "o.csv"
+    path.write_text("order,date,status,total,cur\n1,2026-01-01T10:00:00+00:00,DELIVERED,5.00,EUR\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("orderbridge import-csv: mapping m.toml: [columns] lacks externalOrderId"), err

@@ -104,6 +104,10 @@ def _check_mapping(raw: dict, path: Path) -> None:
             raise ConfigError(f"{where}: {k} must be one character; got {raw[k]!r}")
     if raw.get("decimal_separator", ".") == raw.get("thousands_separator"):
         raise ConfigError(f"{where}: decimal_separator and thousands_separator are both {raw['thousands_separator']!r}")
+    if "externalOrderId" not in cols:
+        # the order id column tells the orders apart (rows are grouped by it): a constant cannot stand in
+        raise ConfigError(f"{where}: [columns] lacks externalOrderId (the column of the order id; it cannot be "
+                          "a [defaults] constant)")
     missing = [f for f in REQUIRED if f not in cols and f not in defaults]
     if missing:
         raise ConfigError(f"{where}: [columns] (or [defaults]) lacks {', '.join(missing)}")

@@ -28,9 +28,10 @@ def spreadsheet_mangled(text: str) -> bool:
 
 
 def not_rounded(text: str, column: str, what: str) -> str:
-    """`text`, unless a spreadsheet turned it (a long id, SKU or phone) into a rounded number such as 1.67188E+13
-    (spreadsheets always write the `+`: a product code such as `2E4` is left alone)."""
-    if "E+" in text.upper() and spreadsheet_mangled(text.strip()):
+    """`text`, unless a spreadsheet turned it (a long id, SKU or phone) into a rounded number such as 1.67188E+13.
+    Spreadsheets always write the `+`, and only for a number whose digits do not fit the 6 significant digits
+    they keep (a million or more): product codes such as `2E4` or `1E+3` are left alone."""
+    if "E+" in text.upper() and spreadsheet_mangled(s := text.strip()) and int(s.upper().rpartition("E+")[2]) >= 6:
         raise CellError(column, f"{show(text.strip())}: a spreadsheet turned the {what} into a rounded number (its "
                         "digits are lost); export again and import without opening the file in a spreadsheet, "
                         "or format the column as text")

@@ -10,7 +10,8 @@ import pytest
 
 from adapters.csv.presets.base import allocate_discount
 from adapters.csv.reader import read_rows
-from adapters.csv.values import CellError, DateReader, join_address, money, offset_date, quantity, split_name
+from adapters.csv.values import (CellError, DateReader, join_address, money, not_rounded, offset_date, quantity,
+                                 split_name)
 
 
 @pytest.mark.parametrize("text, kw, want", [
@@ -87,3 +88,17 @@ def test_a_space_as_thousands_separator_also_reads_the_spaces_spreadsheets_write
     """French (and other) locales group digits with a no-break or narrow no-break space, which is what
     Excel and most ERPs write; `thousands_separator = " "` is what a user can type in the mapping."""
     assert money(text, "Total", decimal_sep=",", thousands_sep=" ") == Decimal("1234.50")
+
+
+@pytest.mark.parametrize("text", ["1E+3", "2E+4", "7.5E+2", "1E+05", "2E4", "P-1E+9", "ABC"])
+def test_codes_that_no_spreadsheet_rounded_are_left_alone(text):
+    """A spreadsheet writes a number in E notation only when its digits do not fit (it keeps 6 significant
+    digits: 1.67185E+13); a number under a million is written whole. `1E+3` is a product code, not a rounding."""
+    assert not_rounded(text, "sku", "item id") == text
+
+
+@pytest.mark.parametrize("text", ["1.67185E+13", "3.80501E+11", "4,00638E+12", "1E+14", "1.23457E+06", " 8.8017E+12 ",
+                                  "1.67185e+13", "1.23456789012346E+015"])
+def test_numbers_a_spreadsheet_rounded_are_refused(text):
+    with pytest.raises(CellError, match="a spreadsheet turned the item id into a rounded number"):
+        not_rounded(text, "sku", "item id")

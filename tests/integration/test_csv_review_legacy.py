@@ -172,3 +172,20 @@ def test_a_mapping_without_an_order_id_column_stops_the_import(cli, tmp_path):
     code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
     assert code == 2 and "Traceback" not in err
     assert err.startswith("orderbridge import-csv: mapping m.toml: [columns] lacks externalOrderId"), err
+
+
+def test_shopify_skus_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
+    """SKUs are often EAN barcodes (4006381333931); a spreadsheet rounds them to 4.00638E+12, and the Shopify
+    preset took that as the item id: products whose codes share the first 6 digits became one item. The
+    generic preset refuses such item ids, and the README says every preset does."""
+    rows = shopify_rows()
+    sku = rows[0].index("Lineitem sku")
+    rows[1][sku] = "4.00638E+12"
+    path = tmp_path / "rounded.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    for workers in ("0", "2"):
+        code, out, err = cli(path, "--shop", "legacy", "--preset", "shopify", "--dry-run", "--workers", workers)
+        assert code == 1, err
+        assert "rejected:  1 rows (1 orders)" in out
+        assert "line 2, Lineitem sku: '4.00638E+12': a spreadsheet turned the item id into a rounded number" in err

@@ -93,7 +93,7 @@ BROKEN = {
     "amount": ["-1.00", "abc", "", "99999999999999999.00", "NaN", "3,50", "10000000000000.00", "9999999999999.995",
                "999999999999999.99"],
     "quantity": ["0", "", "x", "1.234567890123456", "1E-400"],
-    "text": ["nul\x00"],
+    "text": ["nul\x00", "4.00638E+12"],      # a SKU (an EAN) a spreadsheet rounded
     "email": ["not-an-email", "a@b", "x@y.z\x00"],
     "phone": ["1.67188E+13"],
     "date": ["2025-02-30 10:00:00 +0200", "2025-05-11T09:55:16Z", "", "2025-05-11 09:55:16 +05:30"],
@@ -155,3 +155,19 @@ def test_fused_path_agrees_with_build_validate_encode():
     agrees()
     # the comparison must not be empty: a fused path that always stepped aside would pass it
     assert sum(taken) >= 100, sum(taken)
+
+
+def test_a_sku_a_spreadsheet_rounded_sends_the_order_to_the_careful_path():
+    """The careful path refuses a rounded SKU (4.00638E+12); the fused path must step aside, not send it."""
+    import pytest
+    from adapters.csv.presets.base import OrderRejected
+
+    for sku, fused in (("4.00638E+12", False), ("1E+3", True), ("4006381333931", True)):
+        cells = {"Name": "#1", "Email": "a@b.co", "Financial Status": "paid", "Currency": "EUR", "Total": "5.00",
+                 "Created at": "2025-05-11 09:55:16 -0400", "Lineitem quantity": "1", "Lineitem name": "x",
+                 "Lineitem price": "5.00", "Lineitem sku": sku}
+        rows = [Row(2, [cells.get(h, "") for h in HEADER] + [""])]
+        assert check(BOUND, rows) is fused
+        if not fused:
+            with pytest.raises(OrderRejected, match="Lineitem sku: '4.00638E[+]12': a spreadsheet turned the item"):
+                BOUND.build(rows)

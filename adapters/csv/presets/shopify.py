@@ -21,8 +21,8 @@ from connector.money import minor_unit, quantum
 
 from adapters.csv.presets.base import Built, Collector, Header, OrderRejected, allocate_discount, reconciles
 from adapters.csv.reader import Row
-from adapters.csv.values import (CellError, DateReader, join_address, money, offset_date, offset_date_iso,
-                                 optional_money, quantity, show, split_name, spreadsheet_mangled)
+from adapters.csv.values import (CellError, DateReader, join_address, money, not_rounded, offset_date,
+                                 offset_date_iso, optional_money, quantity, show, split_name, spreadsheet_mangled)
 
 REQUIRED = ("Name", "Created at", "Currency", "Total", "Financial Status", "Lineitem quantity", "Lineitem name")
 
@@ -175,6 +175,11 @@ class ShopifyExport:
         qty = self._money(raw_qty) if raw_qty.strip() else None
         if not qty or not (sku or name) or "\x00" in sku or "\x00" in name:
             return None
+        if "E+" in sku.upper():
+            try:
+                not_rounded(sku, "", "")      # a SKU a spreadsheet rounded: build() names it
+            except CellError:
+                return None
         discount = Decimal(0)
         if raw_discount.strip() and (discount := self._money(raw_discount)) is None:
             return None
@@ -445,6 +450,7 @@ class ShopifyExport:
             line_discount = c.run(line, optional_money, raw_discount, "Lineitem discount") or Decimal(0)
             if not (sku or name):
                 c.add(line, "Lineitem name", "the line item has neither a name nor a SKU")
+            c.run(line, not_rounded, sku, "Lineitem sku", "item id")
             if qty is None:
                 continue
             net = max(price * qty - line_discount, Decimal(0)) if price is not None else None

@@ -189,3 +189,14 @@ def test_shopify_skus_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
         assert code == 1, err
         assert "rejected:  1 rows (1 orders)" in out
         assert "line 2, Lineitem sku: '4.00638E+12': a spreadsheet turned the item id into a rounded number" in err
+
+
+def test_a_toml_date_in_mapping_defaults_is_read_as_its_iso_text(cli, tmp_path):
+    """`date = 2026-01-01T10:00:00Z` is a TOML datetime, not a string: read as before the stricter mapping check."""
+    (tmp_path / "m.toml").write_text('[columns]\nexternalOrderId = "order"\ntotalCost = "total"\nstatus = "status"\n'
+                                     'currency = "cur"\nemail = "mail"\n[defaults]\ndate = 2026-01-01T10:00:00Z\n')
+    path = tmp_path / "o.csv"
+    path.write_text("order,status,total,cur,mail\n1,DELIVERED,5.00,EUR,a@example.com\n")
+    code, out, err = cli(path, "--shop", "legacy", "--mapping", tmp_path / "m.toml", "--dry-run")
+    assert code == 0, err
+    assert '"date": "2026-01-01T10:00:00+00:00"' in out

@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date, datetime, time
 from pathlib import Path
 
 from connector.errors import ConfigError
@@ -60,6 +61,9 @@ def load_mapping(path: Path | None) -> dict:
         raise ConfigError(f"mapping file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"mapping file {path} is not valid TOML: {e}") from None
+    defaults = raw.get("defaults")
+    if isinstance(defaults, dict):      # a TOML date or datetime (date = 2024-01-01T00:00:00Z) as its ISO text
+        raw["defaults"] = {k: v.isoformat() if isinstance(v, (datetime, date, time)) else v for k, v in defaults.items()}
     _check_mapping(raw, path)
     return raw
 

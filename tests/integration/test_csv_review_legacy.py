@@ -20,6 +20,12 @@ def shopify_rows() -> list[list[str]]:
     return list(csv.reader(FIXTURE.open(encoding="utf-8", newline="")))
 
 
+def write_rows(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with path.open("w", encoding=encoding, newline="") as f:
+        csv.writer(f).writerows(rows)
+    return path
+
+
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_latin1_file_with_a_long_bad_cell_gets_its_rejected_report(cli, tmp_path, workers):
     """--encoding latin-1 (the README's own suggestion): the report is written in the file's encoding, so every
@@ -27,9 +33,7 @@ def test_a_latin1_file_with_a_long_bad_cell_gets_its_rejected_report(cli, tmp_pa
     rows = shopify_rows()
     total = rows[0].index("Total")
     rows[1][total] = "not an amount: a cell far longer than forty characters, é"
-    path = tmp_path / "latin.csv"
-    with path.open("w", encoding="latin-1", newline="") as f:
-        csv.writer(f).writerows(rows)
+    path = write_rows(tmp_path / "latin.csv", rows, "latin-1")
     code, out, err = cli(path, "--shop", "legacy", "--preset", "shopify", "--encoding", "latin-1",
                          "--workers", workers)
     assert code == 1, err
@@ -181,9 +185,7 @@ def test_shopify_skus_rounded_by_a_spreadsheet_are_refused(cli, tmp_path):
     rows = shopify_rows()
     sku = rows[0].index("Lineitem sku")
     rows[1][sku] = "4.00638E+12"
-    path = tmp_path / "rounded.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
-        csv.writer(f).writerows(rows)
+    path = write_rows(tmp_path / "rounded.csv", rows)
     for workers in ("0", "2"):
         code, out, err = cli(path, "--shop", "legacy", "--preset", "shopify", "--dry-run", "--workers", workers)
         assert code == 1, err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import threading
 import time
 from functools import lru_cache
@@ -106,8 +107,39 @@ def _walk(iterable):
         yield item
 
 
+_PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_NUMBER = re.compile(r"\d+")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _check_printf(fmt: str) -> None:
+    """`'%999999999d' % 1` builds a string of that width: widths and precisions above MAX_REPEAT (or taken from
+    the arguments, `*`) are refused."""
+    for width, precision in _PRINTF_FIELD.findall(fmt):
+        for n in (width, precision):
+            if n == "*" or (n and int(n) > MAX_REPEAT):
+                raise SecurityError("format width too large")
+
+
+def _check_format_spec(fmt: str) -> None:
+    """The same for `'{:>999999999}'.format(1)`: every number in a field's spec; a spec built from arguments
+    (`{:{w}}`) is refused."""
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return                      # str.format itself will say what is wrong
+    for _, _, spec, _ in fields:
+        if spec and ("{" in spec or any(int(n) > MAX_REPEAT for n in _NUMBER.findall(spec))):
+            raise SecurityError("format width too large")
+
+
+def _bounded(width) -> None:
+    if isinstance(width, int) and width > MAX_REPEAT:
+        raise SecurityError("width too large")
+
+
 class _Sandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
 
     def _parse(self, source, name, filename):
         # every {% for x in EXPR %} becomes {% for x in _walk(EXPR) %} (a Call: the sandbox checks it too)
@@ -120,7 +152,18 @@ class _Sandbox(SandboxedEnvironment):
     def call(__self, __context, __obj, *args, **kwargs):   # noqa: N805 - Jinja's own signature
         # Every call a template makes passes here (macros too): a recursion that branches stops in time.
         _in_time()
+        # 'x'.rjust(10**9) would build the whole string before the output limit could see it
+        if getattr(__obj, "__self__", None).__class__ is str and getattr(__obj, "__name__", "") in _PADDING_METHODS:
+            for width in args[:1]:
+                _bounded(width)
         return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value):
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        _check_format_spec(value.__self__)
+        return wrapper
 
     def call_binop(self, context, operator, left, right):
         # Why: the stock sandbox lets `'x' * 10**9` exhaust memory; a template is merchant input.
@@ -131,12 +174,31 @@ class _Sandbox(SandboxedEnvironment):
                 raise SecurityError("repetition too large")
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
             raise SecurityError("exponent too large")
+        if operator == "%" and isinstance(left, str):
+            _check_printf(left)
         return super().call_binop(context, operator, left, right)
+
+
+def _center(value, width: int = 80) -> str:
+    _bounded(width)
+    return str(value).center(width)
+
+
+def _indent(value, width=4, first: bool = False, blank: bool = False) -> str:
+    _bounded(width)
+    return _STOCK_INDENT(value, width, first, blank)
+
+
+def _format(value, *args, **kwargs) -> str:
+    _check_printf(str(value))
+    return _STOCK_FORMAT(value, *args, **kwargs)
 
 
 _ENV = _Sandbox(undefined=ChainableUndefined, autoescape=False, keep_trailing_newline=True,
                 finalize=lambda v: "" if v is None else v)
 _ENV.globals["range"] = _Range
+_STOCK_INDENT, _STOCK_FORMAT = _ENV.filters["indent"], _ENV.filters["format"]
+_ENV.filters.update(center=_center, indent=_indent, format=_format)   # widths bounded, as `*` is
 _ENV.globals["_walk"] = _walk
 
 

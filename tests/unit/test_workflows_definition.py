@@ -201,3 +201,20 @@ def test_range_in_templates_still_behaves_as_a_range():
                            "{% set r = range(2) %}{% for a in r %}{% for b in r %}{{ a }}{{ b }},{% endfor %}{% endfor %} "
                            "{{ range(3)|reverse|list }} {{ range(1, 7, 2)|sum }}", V)
     assert out == "[0, 1, 2, 3, 4] 4 2 True 00,01,10,11, [2, 1, 0] 9"
+
+
+@pytest.mark.parametrize("wide", [
+    "{{ 'x'|center(300000000) }}", "{{ 'a'|indent(1000000000, true) }}", "{{ 'x'.rjust(10**9) }}",
+    "{{ 'x'.zfill(99999999) }}", "{{ '%999999999d' % 1 }}", "{{ '%*d' % (5, 1) }}", "{{ '%.999999999f'|format(1.5) }}",
+    "{{ '{:>999999999}'.format(1) }}", "{{ '{:{w}}'.format(1, w=5) }}"])
+def test_a_width_that_would_build_a_huge_string_is_refused_before_it_is_built(wide):
+    """The output limit sees a string only once it exists: a padding width of 10^9 would allocate a gigabyte
+    first (the operators `*` and `**` were bounded already; widths were not)."""
+    with pytest.raises(templates.TemplateProblem, match="width too large"):   # not "output too large": refused first
+        templates.render(wide, V)
+
+
+def test_ordinary_widths_and_formats_still_work():
+    out = templates.render("{{ '%5.2f' % 12.5 }}|{{ '%s-%s'|format(1, 2) }}|{{ 'x'|center(5) }}|{{ '{:>4}'.format('a') }}|"
+                           "{{ 'x'.rjust(3) }}|{{ '%d%%' % 5 }}|{{ 'a\nb'|indent(2, true) }}", V)
+    assert out == "12.50|1-2|  x  |   a|  x|5%|  a\n  b"

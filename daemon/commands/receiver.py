@@ -1,4 +1,6 @@
-"""`orderbridge receiver`: the webhook receiver alone (a WSGI app; several may run on PostgreSQL)."""
+"""`orderbridge receiver`: the webhook receiver alone (a WSGI app). Several may run side by side: on one
+machine with SQLite (each process commits its own deliveries; the delivery id keeps a platform's retry
+from being stored twice), on several with PostgreSQL."""
 from __future__ import annotations
 
 HELP = "run the webhook receiver alone (POST /webhooks/<shopify|woocommerce>/<shop>, GET /healthz)"

@@ -153,7 +153,7 @@ class _Sandbox(SandboxedEnvironment):
         # Every call a template makes passes here (macros too): a recursion that branches stops in time.
         _in_time()
         # 'x'.rjust(10**9) would build the whole string before the output limit could see it
-        if getattr(__obj, "__self__", None).__class__ is str and getattr(__obj, "__name__", "") in _PADDING_METHODS:
+        if isinstance(getattr(__obj, "__self__", None), str) and getattr(__obj, "__name__", "") in _PADDING_METHODS:
             for width in args[:1]:
                 _bounded(width)
         return super().call(__context, __obj, *args, **kwargs)

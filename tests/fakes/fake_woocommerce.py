@@ -181,7 +181,9 @@ class FakeWooCommerce:
                "date": lambda o: (o.get("date_created_gmt") or "", o["id"])}[orderby]
         rows.sort(key=key, reverse=args.get("order", "desc") == "desc")
         total, pages = len(rows), max(1, -(-len(rows) // per_page))
-        body = rows[(page - 1) * per_page: page * per_page]
+        # WordPress: `offset` skips that many items and overrides `page`
+        start = int(args["offset"]) if args.get("offset") else (page - 1) * per_page
+        body = rows[start: start + per_page]
         number = len(self.requests)
         resp = jsonify(body)
         if self.pagination_headers:

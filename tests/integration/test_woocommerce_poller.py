@@ -115,7 +115,8 @@ def test_without_pagination_headers_full_pages_mean_more(engine):
     with FakeWooCommerce(make_orders(6), pagination_headers=False) as woo:
         assert poller.poll(engine, shop_for(woo, per_page=3, poll_since="2d"), now=NOW) == 6
         assert backfill.run(engine, shop_for(woo, per_page=3), progress=False) == 0
-        assert [r["page"] for r in woo.requests][-3:] == ["1", "2", "3"]
+        # each read starts at the last order of the one before; a short read is the end
+        assert [r.get("offset") for r in woo.requests][-3:] == ["0", "2", "4"]
 
 
 def test_poll_of_the_fixture_orders(engine):
@@ -164,12 +165,27 @@ def test_backfill_interrupted_then_resumed_reads_each_page_once(engine):
         woo.after_page[2] = lambda w: w.fail_next(500)     # the third request fails
         with pytest.raises(RetriableAPIError):
             backfill.run(engine, shop, progress=False)
-        assert len(outbox(engine)) == 8 and cursor(engine, "backfill") == {"page": 2, "since": None}
-        assert backfill.run(engine, shop, progress=False) == 2
-        pages = [r["page"] for r in woo.requests if r["route"] == "orders"]
-        assert pages == ["1", "2", "3", "3"] and all(r["orderby"] == "id" for r in woo.requests)
+        assert len(outbox(engine)) == 7
+        assert cursor(engine, "backfill") == {"offset": 6, "last_id": 1007, "since": None}
+        assert backfill.run(engine, shop, progress=False) == 3
+        offsets = [r["offset"] for r in woo.requests if r["route"] == "orders"]
+        assert offsets == ["0", "3", "6", "6", "9"] and all(r["orderby"] == "id" for r in woo.requests)
     assert [oid for oid, _ in outbox(engine)] == [str(i) for i in range(1001, 1011)]
     assert cursor(engine, "backfill") is None
+
+
+def test_backfill_misses_no_order_when_orders_already_read_are_deleted_meanwhile(engine):
+    """Orders trashed during a long backfill move the rest of the list up: read page by page, the orders
+    that moved onto a page already read were skipped for good (1005 and 1006 here)."""
+    with FakeWooCommerce(make_orders(10)) as woo:
+        def trash(w):
+            w.orders.pop(1002)
+            w.orders.pop(1003)
+        woo.after_page[1] = trash                            # after the first read (1001-1004)
+        assert backfill.run(engine, shop_for(woo, per_page=4), progress=False) == 10
+        offsets = [r["offset"] for r in woo.requests]
+    assert offsets == ["0", "3", "0", "3", "6"]         # the shift seen, a page read again, then on
+    assert [oid for oid, _ in outbox(engine)] == [str(i) for i in range(1001, 1011)]     # each once
 
 
 def test_backfill_since_and_a_rerun_that_changes_nothing(engine):
@@ -209,3 +225,14 @@ def test_polled_items_carry_product_url_and_category(engine):
         poller.poll(engine, shop_for(woo, name="enriched", product_details=True, poll_since="2d"), now=NOW)
     item = outbox(engine)[0][1]["items"][0]
     assert item["url"] == "https://shop/p/single" and item["category"] == "Singles"
+
+
+def test_backfill_stops_with_a_reason_when_the_server_ignores_offset(engine, monkeypatch):
+    """A proxy or plugin that drops `offset` would serve the first orders again and again: the walk must not
+    loop forever."""
+    with FakeWooCommerce(make_orders(10)) as woo:
+        original = woo._orders
+        monkeypatch.setattr(woo, "_orders", lambda args: original({k: v for k, v in args.items() if k != "offset"}))
+        with pytest.raises(ConfigError, match="seems to ignore `offset`"):
+            backfill.run(engine, shop_for(woo, per_page=4), progress=False)
+    assert len(outbox(engine)) == 4         # the first read's orders, enqueued

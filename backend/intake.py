@@ -43,7 +43,11 @@ def _no_constants(name: str):
 
 def _number(text: str) -> float | Decimal:
     # 1e400 is a JSON number that no float holds: as a float it would be echoed back as Infinity. Kept
-    # exact, validation refuses it as an amount too large, and the echo writes it as it came.
+    # exact, validation refuses it as an amount too large, and the echo writes it as it came. A number
+    # written with more digits than a double keeps (1.0049999999999999 is the double 1.005) is kept as
+    # written too, so it rounds to cents as the connector rounds it (1.00), not as its double (1.01).
+    if len(text) > 15:
+        return Decimal(text)
     value = float(text)
     return value if math.isfinite(value) else Decimal(text)
 

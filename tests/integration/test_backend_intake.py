@@ -311,6 +311,16 @@ def test_identifiers_too_long_for_an_index_fail_their_order_not_the_batch(client
     assert [e["key"] for e in events(client)] == ["OK-1"]
 
 
+def test_a_long_number_is_rounded_as_written_not_as_its_double(client):
+    """1.0049999999999999 read as a double is 1.005, which rounds half up to 1.01; as written it is below
+    1.005 and rounds to 1.00, as the connector (and any exact reader) rounds it."""
+    body = '{"orders": [' + json.dumps(order("R1", email="a@example.com", currency="USD"))[:-1].replace(
+        '"totalCost": 10', '"totalCost": 1.0049999999999999') + "}]}"
+    r = client.post("/api/v1/orders", data=body, content_type="application/json", headers=AUTH)
+    assert r.status_code == 200 and r.get_json() == {"failedOrders": []}
+    assert client.get("/api/v1/orders/R1", headers=AUTH).get_json()["totalCost"] == 1
+
+
 def test_an_amount_a_json_number_cannot_keep_exact_fails_its_order_not_the_batch(client):
     """15 digits in all, the currency's decimal places included: beyond, two amounts 0.01 apart read as one."""
     largest = order("M-1", email="a@example.com", totalCost=9999999999999.99,

@@ -209,10 +209,12 @@ def contacts():
         within = rfm_members_cached(conn, at, *cell) if cell else None
         found, nxt = segments.find_contacts(conn, seg, queries.PAGE, int_arg("after"), within)
         saved = queries.saved_segments(conn)
+        # the report's cell counts erased contacts (anonymous, so counts stay put); the list cannot show them
+        erased = segments.erased_among(conn, within) if within else 0
     cell_label = (reports.RECENCY_BINS[cell[0]][0], reports.FREQUENCY_BINS[cell[1]][0]) if cell else None
     return render_template("contacts.html", contacts=found, next_after=nxt, params=request.args,
                            cell_label=cell_label, fields=segments.PARAMS, seg=seg, saved=saved,
-                           saved_params=saved_params)
+                           saved_params=saved_params, erased=erased)
 
 
 def saved_params(row) -> dict:

@@ -222,6 +222,22 @@ def test_reports_page_draws_the_rfm_grid_and_links_cells(logged_in):
     assert "r@example.com" in cell and "q@example.com" not in cell
 
 
+def test_an_rfm_cell_says_how_many_erased_contacts_it_counts_but_cannot_list(logged_in):
+    """Erased contacts stay in the report (anonymous, so counts do not change when a person is forgotten);
+    the cell's contact list cannot show them, and used to come up short without a word."""
+    now = datetime.now(timezone.utc).isoformat()
+    post_orders(logged_in, [{"externalOrderId": f"e{i}", "email": f"e{i}@example.com", "externalCustomerId": f"ce{i}",
+                             "totalCost": 20, "status": "DELIVERED", "date": now, "currency": "USD"} for i in range(3)])
+    r = logged_in.delete("/api/v1/contact?externalCustomerId=ce1&erase=true", headers=AUTH)
+    assert r.status_code == 200, r.text
+    rfm = logged_in.get("/api/v1/reports/rfm", headers=AUTH).json
+    assert sum(c["contacts"] for c in rfm["cells"]) == 3
+    page = logged_in.get("/ui/contacts?rfm=0-0").text
+    assert "e0@example.com" in page and "e2@example.com" in page and "e1@example.com" not in page
+    assert "The report counts 1 erased contact(s) in this cell; they are not listed." in page
+    assert "erased contact" not in logged_in.get("/ui/contacts").text
+
+
 def test_contacts_page_labels_average_checks_with_their_currency(logged_in):
     post_orders(logged_in, [{"externalOrderId": f"m{i}", "email": "mixed@example.com", "totalCost": 10 * (i + 1),
                              "status": "DELIVERED", "date": NOW.isoformat(), "currency": cur}

@@ -155,7 +155,7 @@ def pages(args) -> list[str]:
         "/ui/messages", "/ui/messages?contact=77", "/ui/messages/77",
         "/ui/reports", "/ui/connector/",
         "/api/v1/reports/rfm", "/api/v1/reports/revenue?currency=USD&windowDays=5",
-        "/api/v1/segments?avgCheckMin=150&orderCountMin=2", "/api/v1/segments?orderCountMax=0",
+        "/api/v1/segments?avgCheckMin=150&orderCountMin=2&currency=USD", "/api/v1/segments?orderCountMax=0",
     ]
 
 

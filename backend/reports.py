@@ -154,11 +154,23 @@ def delivered_currencies(conn) -> list[str]:
     return list(conn.execute(sa.select(orders.c.currency).where(orders.c.status == DELIVERED).distinct()).scalars())
 
 
+def _cell(at: datetime, recency: int, frequency: int):
+    """SELECT the contact ids of one RFM cell."""
+    cells = per_contact(as_utc(at), orders.c.contact_id.label("cid")).subquery("per_contact")
+    return sa.select(cells.c.cid).where(cells.c.r == recency, cells.c.f == frequency)
+
+
 def rfm_cell_members(conn, at: datetime, recency: int, frequency: int) -> list[int]:
     """The ids of the contacts in one RFM cell, ascending (the UI's "contacts of this cell")."""
-    cells = per_contact(as_utc(at), orders.c.contact_id.label("cid")).subquery("per_contact")
-    return list(conn.execute(sa.select(cells.c.cid).where(cells.c.r == recency, cells.c.f == frequency)
-                             .order_by(cells.c.cid)).scalars())
+    q = _cell(at, recency, frequency)
+    return list(conn.execute(q.order_by(q.selected_columns.cid)).scalars())
+
+
+def rfm_cell_erased(conn, at: datetime, recency: int, frequency: int) -> int:
+    """How many contacts of one RFM cell are erased: the cell counts them (anonymous), lists cannot show them."""
+    ids = _cell(at, recency, frequency).subquery("cell")
+    return conn.execute(sa.select(sa.func.count()).select_from(contacts).join(ids, contacts.c.id == ids.c.cid)
+                        .where(contacts.c.erased_at.is_not(None))).scalar_one()
 
 
 def rfm_cells(conn, at: datetime) -> dict:

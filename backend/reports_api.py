@@ -117,6 +117,12 @@ def rfm_members_cached(conn, at: datetime | None, recency: int, frequency: int) 
                   lambda: reports.rfm_cell_members(conn, moment, recency, frequency))
 
 
+def rfm_erased_cached(conn, at: datetime | None, recency: int, frequency: int) -> int:
+    moment = at or datetime.now(timezone.utc)
+    return cached(conn, ("rfm-cell-erased", at, recency, frequency),
+                  lambda: reports.rfm_cell_erased(conn, moment, recency, frequency))
+
+
 @bp.get("/reports/rfm")
 def rfm_report():
     at = moment_arg("at")

@@ -229,15 +229,6 @@ def by_orders(seg: SegmentFilter, cursor: Optional[int]):
     return q.order_by(orders.c.contact_id)
 
 
-def erased_among(conn, ids: list[int]) -> int:
-    """How many of the contacts `ids` are erased (reports count them, anonymous; lists leave them out)."""
-    n = 0
-    for part in range(0, len(ids), 500):
-        n += conn.execute(sa.select(sa.func.count()).select_from(contacts).where(
-            contacts.c.id.in_(ids[part:part + 500]), contacts.c.erased_at.is_not(None))).scalar_one()
-    return n
-
-
 def people(conn, ids: list[int]) -> dict:
     """The contacts (not erased) with these ids, in one query."""
     if not ids:

@@ -12,7 +12,8 @@ from werkzeug.exceptions import HTTPException
 from backend import reports, reports_api, segments, throttle
 from backend.db import get_engine, write_transaction
 from backend.paging import MAX_ID, whole_number
-from backend.reports_api import cached, report_options, revenue_cached, rfm_cached, rfm_members_cached
+from backend.reports_api import (cached, report_options, revenue_cached, rfm_cached, rfm_erased_cached,
+                                 rfm_members_cached)
 from backend.segments import InvalidSegment, SegmentFilter
 from backend.ui import present, queries
 from backend.ui import session as auth
@@ -210,7 +211,7 @@ def contacts():
         found, nxt = segments.find_contacts(conn, seg, queries.PAGE, int_arg("after"), within)
         saved = queries.saved_segments(conn)
         # the report's cell counts erased contacts (anonymous, so counts stay put); the list cannot show them
-        erased = segments.erased_among(conn, within) if within else 0
+        erased = rfm_erased_cached(conn, at, *cell) if cell else 0
     cell_label = (reports.RECENCY_BINS[cell[0]][0], reports.FREQUENCY_BINS[cell[1]][0]) if cell else None
     return render_template("contacts.html", contacts=found, next_after=nxt, params=request.args,
                            cell_label=cell_label, fields=segments.PARAMS, seg=seg, saved=saved,

@@ -106,8 +106,9 @@ class _SQLiteWriter:
             time.sleep(self.CHECKPOINT_EVERY)
             try:
                 if conn is None:
-                    conn = self._connect()
-                    page = conn.execute("PRAGMA page_size").fetchone()[0]
+                    fresh = self._connect()
+                    page = fresh.execute("PRAGMA page_size").fetchone()[0]
+                    conn = fresh            # only once both worked: `page` is then always known
                 _, pages, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as e:      # a passive checkpoint is never "busy": a full disk, an I/O error
                 warn("error", "inbox %s: the write-ahead log cannot be checkpointed: %s (webhooks are still "

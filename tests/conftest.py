@@ -72,3 +72,13 @@ def import_csv_cli(tmp_path, capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+def wait_until(condition, timeout: float = 30.0, step: float = 0.02) -> bool:
+    """Wait for `condition()` to hold, up to `timeout` seconds (a loaded machine may be slow; tests assert
+    that it happened, never how fast); returns its last value."""
+    import time
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(step)
+    return condition()

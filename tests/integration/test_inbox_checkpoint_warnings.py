@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 
+from tests.conftest import wait_until
 from connector import inbox
 from connector.store import init_db, make_engine
 
 
-def wait_for(caplog, words: str, timeout: float = 20.0) -> str:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = [r.getMessage() for r in caplog.records if words in r.getMessage()]
-        if found:
-            return found[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no log line with {words!r}")
+def wait_for(caplog, words: str) -> str:
+    def found():
+        return [r.getMessage() for r in caplog.records if words in r.getMessage()]
+    assert wait_until(found), f"no log line with {words!r}"
+    return found()[0]
 
 
 def test_a_log_held_open_by_a_reader_is_reported(tmp_path, monkeypatch, caplog):

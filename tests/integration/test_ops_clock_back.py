@@ -2,12 +2,12 @@
 until the clock catches up: APScheduler keeps next run times on the wall clock."""
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime as real_datetime, timedelta
 
 import apscheduler.schedulers.base as aps_base
 
+from tests.conftest import wait_until
 from connector.config import from_dict
 from daemon import jobs, scheduler
 
@@ -32,19 +32,13 @@ def test_jobs_keep_running_after_the_clock_goes_back_an_hour(tmp_path, monkeypat
     rt = jobs.Runtime.create(from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"},
                                         "target": {"url": "http://127.0.0.1:9/api/v1", "api_key_env": "OB_KEY"},
                                         "daemon": {"flush_every": "100ms"}}))
-    def until(condition, timeout: float = 30.0) -> bool:
-        """Wait for `condition` (a loaded machine may be slow; no duration is asserted)."""
-        end = time.monotonic() + timeout
-        while not condition() and time.monotonic() < end:
-            threading.Event().wait(0.05)
-        return condition()
     stop = scheduler.start_background(rt)
     try:
-        assert until(lambda: runs)
+        assert wait_until(lambda: runs)
         _Clock.offset = timedelta(hours=1)       # the wall clock is set back an hour
         jumped = time.monotonic()
         # without the watcher no job runs again for an hour: this waits in vain and fails
-        assert until(lambda: len([t for t in runs if t > jumped]) >= 5)
+        assert wait_until(lambda: len([t for t in runs if t > jumped]) >= 5)
     finally:
         stop()
         rt.engine.dispose()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 
 import pytest
 
+from tests.conftest import wait_until
 from connector.config import from_dict
 from daemon import jobs, scheduler
 
@@ -38,15 +38,10 @@ def test_a_full_disk_is_one_line_while_it_lasts_and_one_when_it_is_over(tmp_path
         monkeypatch.setattr(jobs, name, job(getattr(jobs, name)))
     caplog.set_level(logging.INFO)
     stop = scheduler.start_background(rt)
-    def until(condition, timeout: float = 30.0) -> None:
-        """Wait for `condition` (a loaded machine may be slow; no duration is asserted)."""
-        end = time.monotonic() + timeout
-        while not condition() and time.monotonic() < end:
-            threading.Event().wait(0.02)
     try:
-        until(lambda: calls["n"] >= 30)
+        wait_until(lambda: calls["n"] >= 30)
         full.clear()
-        until(lambda: any("works again" in r.getMessage() for r in caplog.records))
+        wait_until(lambda: any("works again" in r.getMessage() for r in caplog.records))
     finally:
         stop()
         rt.engine.dispose()

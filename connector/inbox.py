@@ -77,6 +77,12 @@ class _SQLiteWriter:
     """Per-thread connections to one SQLite file, and the thread that checkpoints its WAL."""
 
     CHECKPOINT_EVERY = 1.0    # seconds
+    # How long a delivery waits for a write lock another process holds (an import's chunk, a push) before
+    # it is answered 503. Shopify and WooCommerce give a delivery 5 s in all (reference/shopify.md): a
+    # longer wait only held a server thread past the point where the sender had given up and would retry
+    # anyway, and with 30 s eight such waits took every thread, so deliveries the lock never touched
+    # timed out too. A usual lock holder lets go within a second.
+    BUSY_SECONDS = 3.0
     WAL_WARN_BYTES = 256 << 20  # a log this large that no checkpoint empties: someone holds a read open
     WARN_EVERY = 60.0         # seconds between two warnings of the same kind
 
@@ -87,8 +93,9 @@ class _SQLiteWriter:
         threading.Thread(target=self._checkpoints, name="inbox-wal-checkpoint", daemon=True).start()
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "wal_autocheckpoint=0"):
+        conn = sqlite3.connect(self.path, timeout=self.BUSY_SECONDS, check_same_thread=False, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", f"busy_timeout={int(self.BUSY_SECONDS * 1000)}",
+                       "wal_autocheckpoint=0"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 

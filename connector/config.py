@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_FILE = "orderbridge.toml"
 PLATFORMS = ("shopify", "woocommerce", "csv")
 
+_SHOP_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")     # it is part of webhook URLs
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -115,7 +116,14 @@ class Config:
             if s.name == name:
                 return s
         known = ", ".join(s.name for s in self.shops) or "none configured"
-        raise ConfigError(f"no shop named {name!r} in the config (shops: {known})")
+        if not _SHOP_NAME.match(name):
+            raise ConfigError(f"no shop named {name!r} in the config (shops: {known}); a shop name has letters, "
+                              "digits, _ . - only")
+        # A legacy store that started with `up` on defaults has no config file yet: say what to write, and where.
+        where = self.path or f"./{DEFAULT_CONFIG_FILE} (read when present)"
+        raise ConfigError(f"no shop named {name!r} in the config (shops: {known}); add it to {where}:\n"
+                          f'  [[shops]]\n  name = "{name}"\n  platform = "csv"    '
+                          "# or shopify / woocommerce, with the keys config.example.toml shows")
 
     def find_shop(self, name: str) -> ShopConfig | None:
         return next((s for s in self.shops if s.name == name), None)
@@ -141,7 +149,7 @@ def _known(sec: dict, cls, name: str, durations: tuple[str, ...] = ()) -> dict:
 
 def _shop(entry: dict, i: int) -> ShopConfig:
     name, platform = entry.get("name"), entry.get("platform")
-    if not name or not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.-]+$", name):
+    if not name or not isinstance(name, str) or not _SHOP_NAME.match(name):
         raise ConfigError(f"[[shops]] #{i + 1}: name is required (letters, digits, _ . -)")
     if platform not in PLATFORMS:
         raise ConfigError(f"[[shops]] {name}: platform must be one of {', '.join(PLATFORMS)}; got {platform!r}")

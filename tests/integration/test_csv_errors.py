@@ -284,3 +284,21 @@ def test_amounts_beyond_15_digits_are_rejected_by_line_and_column(cli, tmp_path)
     errors = {r[h["Name"]]: r[-1] for r in report[1:]}
     assert errors["#71733"].startswith(f"Total: {limit}")
     assert any(r[h["Name"]] == "#71737" and r[-1].startswith(f"Lineitem price: {limit}") for r in report[1:])
+
+
+def test_an_unknown_shop_is_named_with_the_entry_to_add(tmp_path, monkeypatch, capsys):
+    """A legacy store that started `up` on defaults has no config file: the error says what to write and
+    where, and writing just that lets the import run."""
+    from daemon.cli import main
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ORDERBRIDGE_CONFIG", raising=False)
+    assert main(["import-csv", str(FIXTURE), "--shop", "old store", "--preset", "shopify"]) == 2
+    assert "letters, digits, _ . - only" in capsys.readouterr().err
+    args = ["import-csv", str(FIXTURE), "--shop", "old-store", "--preset", "shopify"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no shop named 'old-store'" in err and "./orderbridge.toml" in err
+    entry = err[err.index("[[shops]]"):]
+    (tmp_path / "orderbridge.toml").write_text(entry, encoding="utf-8")
+    assert main(args) == 0
+    assert "enqueued:  5 orders" in capsys.readouterr().out

@@ -133,7 +133,10 @@ def test_401_says_what_to_check_and_never_shows_the_secret(engine, monkeypatch):
         with pytest.raises(FatalAPIError) as e:
             poller.poll(engine, shop_for(woo), now=NOW)
     assert e.value.status == 401 and "woocommerce_rest_authentication_error" in str(e.value)
-    assert "query_string_auth" in str(e.value) and "cs_wrong_secret" not in str(e.value)
+    # WooCommerce read the key and says what is wrong with it: that is quoted, and the env variables named
+    # (not query_string_auth, which is for a key WooCommerce never saw)
+    assert "Consumer key is invalid." in str(e.value) and "consumer_secret_env" in str(e.value)
+    assert "cs_wrong_secret" not in str(e.value)
     assert cursor(engine, "orders") is None
 
 

@@ -27,7 +27,11 @@ def process(session: Session, delivery, shop) -> str | None:
         return cancel(session, shop, _json(delivery.body), source)
     if topic not in ORDER_TOPICS:
         return f"ignored: topic {topic or '(none)'!r} is not an order topic"
-    payload = unwrap(_json(delivery.body))
+    body = _json(delivery.body)
+    error = rest_error(body)
+    if error is not None:
+        return _refused(error)
+    payload = unwrap(body)
     t = translate(payload, options_of(shop), client.products_for(shop, [payload]))
     return sink.store(session, shop.name, t, source)[1]
 
@@ -44,6 +48,36 @@ def cancel(session: Session, shop, payload, source: str) -> str | None:
     # No source_updated_at: the trash time is unknown, and a later restore must not look stale.
     enqueue(session, [Version(shop.name, wire, source=source)])
     return None
+
+
+def rest_error(payload) -> tuple[str, str, object] | None:
+    """(code, message, status) when a delivery carries a WordPress REST error instead of an order.
+
+    WooCommerce builds an order webhook's body at delivery time with GET /wc/v3/orders/<id>, run as the
+    webhook's owner, and delivers whatever comes back, a WP_Error included (woocommerce/woocommerce#37806).
+    """
+    if not isinstance(payload, dict) or "id" in payload:
+        return None
+    code, data = payload.get("code"), payload.get("data")
+    if not isinstance(code, str) or "message" not in payload or not isinstance(data, dict):
+        return None
+    return code, str(payload.get("message") or ""), data.get("status")
+
+
+def _refused(error: tuple[str, str, object]) -> str:
+    code, message, status = error
+    said = f'{code} ({status}): "{message}"'
+    if code.endswith("_invalid_id"):
+        # The order was deleted between the change and the delivery: there is nothing left to send.
+        return f"ignored: the order no longer exists in WooCommerce ({said} when WooCommerce built this delivery)"
+    if code == "woocommerce_rest_cannot_view":
+        raise InvalidInput(
+            f"WooCommerce delivered an error instead of the order, {said}: the webhook's owner (the WordPress "
+            "user who created it) was deleted or may not read orders, and every order delivery of this webhook "
+            "fails the same way. Log in as an administrator, delete the webhook in WooCommerce → Settings → "
+            "Advanced → Webhooks and add it again; meanwhile the REST API poll (if configured) catches the "
+            "orders up")
+    raise InvalidInput(f"WooCommerce delivered an error instead of the order: {said}")
 
 
 def last_version(session: Session, shop: str, external_order_id: str) -> dict | None:

@@ -32,6 +32,8 @@ DEFAULT_STATUS_MAP = {
     "cancelled": "CANCELLED", "refunded": "CANCELLED", "failed": "CANCELLED", "trash": "CANCELLED",
     "completed": "DELIVERED",
     "processing": "IN_PROGRESS", "on-hold": "IN_PROGRESS",
+    # Core since WooCommerce 11.3, local pickup only: paid and packed, waiting for the buyer (not "unpaid").
+    "ready-for-pickup": "IN_PROGRESS",
     "pending": "INITIALIZED",
     # Not orders yet: WooCommerce never delivers draft/auto-draft (WH is_valid_resource) and sends
     # checkout-draft on every re-save of a block-checkout draft (woocommerce/woocommerce#66995).

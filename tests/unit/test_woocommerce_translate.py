@@ -217,11 +217,12 @@ def test_status_table_and_overrides():
     o = copy.deepcopy(CASES["727 guest processing"][0])
     expected = {"pending": "INITIALIZED", "processing": "IN_PROGRESS", "on-hold": "IN_PROGRESS",
                 "completed": "DELIVERED", "cancelled": "CANCELLED", "refunded": "CANCELLED", "failed": "CANCELLED",
-                "trash": "CANCELLED", "ready-for-pickup": "INITIALIZED", "wc-completed": "DELIVERED"}
+                "trash": "CANCELLED", "ready-for-pickup": "IN_PROGRESS", "shipped": "INITIALIZED",
+                "wc-completed": "DELIVERED"}
     for woo, ours in expected.items():
         assert translate(dict(o, status=woo)).wire["status"] == ours, woo
-    opts = options_of(woo_shop(status_map={"ready-for-pickup": "in_progress", "failed": "ignore"}))
-    assert translate(dict(o, status="ready-for-pickup"), opts).wire["status"] == "IN_PROGRESS"
+    opts = options_of(woo_shop(status_map={"shipped": "in_progress", "failed": "ignore"}))
+    assert translate(dict(o, status="shipped"), opts).wire["status"] == "IN_PROGRESS"
     assert translate(dict(o, status="failed"), opts).ignored
     with pytest.raises(ConfigError, match="status_map.failed"):
         options_of(woo_shop(status_map={"failed": "LOST"}))

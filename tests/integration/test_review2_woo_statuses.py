@@ -1,0 +1,35 @@
+"""WooCommerce 11.3 added a core order status, `ready-for-pickup` (local pickup: paid, packed, waiting for
+the buyer; reference/woocommerce.md §3.1). Unknown statuses default to INITIALIZED, which says "not paid
+yet": a paid pickup order must not look like an unpaid one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adapters.woocommerce.translate import options_of, translate
+from connector.config import from_dict
+
+ORDER = json.loads((Path(__file__).parents[1] / "fixtures" / "woocommerce"
+                    / "rest_v3_order_727_guest_processing_docs.json").read_text())
+
+
+def shop(**kw):
+    return from_dict({"shops": [{"name": "w", "platform": "woocommerce", **kw}]}).shop("w")
+
+
+@pytest.mark.parametrize("status", ["ready-for-pickup", "wc-ready-for-pickup"])
+def test_ready_for_pickup_is_in_progress(status):
+    t = translate(dict(ORDER, status=status), options_of(shop()))
+    assert t.error is None and t.wire["status"] == "IN_PROGRESS" and t.wire["statusDescription"] == status
+
+
+def test_the_shop_can_still_map_it_otherwise():
+    t = translate(dict(ORDER, status="ready-for-pickup"), options_of(shop(status_map={"ready-for-pickup": "DELIVERED"})))
+    assert t.wire["status"] == "DELIVERED"
+
+
+def test_a_plugin_status_still_defaults_to_initialized():
+    t = translate(dict(ORDER, status="awaiting-shipment"), options_of(shop()))
+    assert t.wire["status"] == "INITIALIZED"

@@ -171,6 +171,9 @@ class FakeWooCommerce:
                             "data": {"status": 400, "params": {"orderby": "orderby is not one of date, id, include, title, slug."}}}), 400
         gmt = args.get("dates_are_gmt") == "true"
         rows = list(self.orders.values())
+        # `status` defaults to "any", which (WP_Query's "any") leaves trashed orders out; "trash" lists them
+        statuses = [s for s in args.get("status", "any").split(",") if s]
+        rows = [o for o in rows if (o.get("status") != "trash" if "any" in statuses else o.get("status") in statuses)]
         if args.get("modified_after"):   # WordPress compares `after` strictly
             col = "date_modified_gmt" if gmt else "date_modified"
             rows = [o for o in rows if (o.get(col) or "") > args["modified_after"]]

@@ -1,0 +1,86 @@
+"""The poll is the safety net for every webhook WooCommerce fails to deliver (it never retries, and disables a
+webhook after repeated failures; reference/woocommerce.md §1.5). A trashed order reaches us only as
+order.deleted: `GET /orders` answers `status=any` by default, which leaves trashed orders out, so a missed
+order.deleted left the order paid and in progress for good. Trashing sets the order's modification date
+(wp_trash_post; HPOS trash_order sets date_updated_gmt), so the poll also asks for `status=trash`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from adapters.woocommerce import poller
+from connector.config import from_dict
+from connector.store import OutboxRow, init_db, make_engine
+from tests.fakes.fake_woocommerce import KEY, SECRET, FakeWooCommerce, make_orders
+
+NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def engine(db_url):
+    e = make_engine(db_url)
+    init_db(e)
+    return e
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch):
+    monkeypatch.setenv("WOO_CK", KEY)
+    monkeypatch.setenv("WOO_CS", SECRET)
+
+
+def shop_for(woo, **kw):
+    entry = {"name": "main", "platform": "woocommerce", "url": woo.url, "consumer_key_env": "WOO_CK",
+             "consumer_secret_env": "WOO_CS", "retry_wait_max": "0s", "product_details": False,
+             "poll_since": "2d", "per_page": 3, **kw}
+    return from_dict({"shops": [entry]}).shop("main")
+
+
+def outbox(engine):
+    with Session(engine) as s:
+        return [(r.external_order_id, json.loads(r.payload)["status"])
+                for r in s.execute(select(OutboxRow).order_by(OutboxRow.id)).scalars()]
+
+
+@pytest.mark.parametrize("orderby_modified", [True, False], ids=["orderby-modified", "orderby-id"])
+def test_an_order_trashed_without_a_webhook_is_cancelled_by_the_next_poll(engine, orderby_modified):
+    with FakeWooCommerce(make_orders(5), orderby_modified=orderby_modified) as woo:
+        shop = shop_for(woo)
+        assert poller.poll(engine, shop, now=NOW) == 5
+        woo.update(1002, "2026-01-01T13:00:00", status="trash")       # the order.deleted delivery was lost
+        poller.poll(engine, shop, now=NOW)
+        assert any(r.get("status") == "trash" for r in woo.requests)
+    assert [s for oid, s in outbox(engine) if oid == "1002"] == ["IN_PROGRESS", "CANCELLED"]
+
+
+def test_an_order_created_and_trashed_between_polls_is_not_sent(engine):
+    """As with order.deleted: only an order sent before is cancelled (spam and test orders stay out)."""
+    with FakeWooCommerce(make_orders(2), orderby_modified=True) as woo:
+        shop = shop_for(woo)
+        poller.poll(engine, shop, now=NOW)
+        woo.orders[1009] = dict(make_orders(1, first_id=1009)[0], status="trash", date_modified_gmt="2026-01-01T13:00:00")
+        assert poller.poll(engine, shop, now=NOW) == 0
+    assert "1009" not in {oid for oid, _ in outbox(engine)}
+
+
+def test_a_restored_order_comes_back_through_the_usual_poll(engine):
+    with FakeWooCommerce(make_orders(2)) as woo:
+        shop = shop_for(woo)
+        poller.poll(engine, shop, now=NOW)
+        woo.update(1001, "2026-01-01T13:00:00", status="trash")
+        poller.poll(engine, shop, now=NOW)
+        woo.update(1001, "2026-01-01T13:05:00", status="processing")    # untrashed: a new modification
+        poller.poll(engine, shop, now=NOW)
+    assert [s for oid, s in outbox(engine) if oid == "1001"] == ["IN_PROGRESS", "CANCELLED", "IN_PROGRESS"]
+
+
+def test_a_store_without_orderby_modified_is_asked_once_per_poll(engine):
+    with FakeWooCommerce(make_orders(2), orderby_modified=False) as woo:
+        poller.poll(engine, shop_for(woo), now=NOW)
+        assert [(r["orderby"], r.get("status", "any")) for r in woo.requests] == [
+            ("modified", "any"), ("id", "any"), ("id", "trash")]

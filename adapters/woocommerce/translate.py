@@ -119,7 +119,7 @@ def translate(payload: Any, options: Options = Options(), products: Mapping[int,
     oid = f"{options.order_id_prefix}{raw['id']}"
     woo_status = str(raw.get("status") or "")
     status = map_status(woo_status, options)
-    updated_at = gmt_date(raw.get("date_modified_gmt"))
+    updated_at = modified_date(raw)
     if status == IGNORE:
         return Translation(oid, ignored=f"status {woo_status!r} is not an order yet (see status_map / abandoned_carts)",
                            updated_at=updated_at)
@@ -226,6 +226,8 @@ def order_date(raw: dict) -> datetime | None:
     gmt = gmt_date(raw.get("date_created_gmt"))
     if gmt is not None:
         return gmt
+    if is_v1(raw):
+        return gmt_date(raw.get("date_created"))
     local = _naive(raw.get("date_created"))
     if local is None:
         return None
@@ -234,6 +236,24 @@ def order_date(raw: dict) -> datetime | None:
         if a and b:
             return (local - (a - b)).replace(tzinfo=timezone.utc)
     return None
+
+
+def modified_date(raw: dict) -> datetime | None:
+    """When the order last changed, UTC (orders the versions of one order)."""
+    if is_v1(raw):
+        return gmt_date(raw.get("date_modified"))
+    return gmt_date(raw.get("date_modified_gmt"))
+
+
+def is_v1(raw: dict) -> bool:
+    """An order in the wc/v1 shape (a webhook whose API version is "WP REST API Integration v1"): it has no
+    *_gmt dates, and its date_created/date_modified are UTC (WooCommerce's v1 controller: "v1 API used UTC")."""
+    if "date_created_gmt" in raw:
+        return False
+    links = raw.get("_links")
+    selves = links.get("self") if isinstance(links, dict) else None
+    href = selves[0].get("href") if isinstance(selves, list) and selves and isinstance(selves[0], dict) else None
+    return isinstance(href, str) and "/wc/v1/" in href
 
 
 def delivery_address(raw: dict) -> str | None:

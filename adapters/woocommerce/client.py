@@ -196,6 +196,11 @@ class WooClient:
             resp = self.http.get(url, params=query, auth=auth, timeout=self.timeout)
         except (requests.ConnectionError, requests.Timeout) as e:
             raise RetriableAPIError(f"shop {self.shop.name}: cannot reach {self.base}: {type(e).__name__}") from None
+        except requests.TooManyRedirects:
+            raise FatalAPIError(
+                f"shop {self.shop.name}: {self.base} redirects the REST API request in a loop (often http and https "
+                "sending each other back: a proxy that ends TLS without telling WordPress). Open "
+                f"{self.url_for(path)[0]} in a browser to see where it goes") from None
         action = action_for(resp)
         if action is None:
             return resp

@@ -207,3 +207,12 @@ def test_a_block_page_that_echoes_the_request_url_does_not_put_the_secret_in_the
         e = refused(shop_for(woo.url, query_string_auth=True))     # refused() checks the message
     assert "406" in str(e) and "Request blocked" in str(e)
     assert SECRET not in e.body and KEY not in e.body
+
+
+def test_a_redirect_loop_is_named():
+    """http and https sending each other back (a proxy that hides HTTPS from the server, the server's own
+    redirect to https) is a loop; before, requests' TooManyRedirects went up as it was, with no shop name."""
+    with Shop(make_orders(1)) as woo:
+        woo.front = lambda: redirect(request.full_path, 302)
+        message = str(refused(shop_for(woo.url)))
+    assert "redirect" in message and "loop" in message and woo.url in message

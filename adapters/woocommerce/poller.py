@@ -1,6 +1,7 @@
 """The WooCommerce safety net: pull orders modified since the stored cursor (minus an overlap) into the outbox."""
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -47,11 +48,15 @@ def poll(engine: Engine, shop, *, now: datetime | None = None, client: WooClient
     """
     woo = client or WooClient(shop)
     now = now or datetime.now(timezone.utc)
-    enqueued, by_id = 0, False
-    for walk in (ORDERS, TRASH):
-        n, by_id = _poll(engine, shop, woo, now, walk, by_id)
-        enqueued += n
-    return enqueued
+    enqueued, by_id = _poll(engine, shop, woo, now, ORDERS, False)
+    try:
+        n, _ = _poll(engine, shop, woo, now, TRASH, by_id)
+    except FatalAPIError as e:
+        if not _invalid_param(e, "status"):
+            raise
+        log.warning("shop %s: this WooCommerce does not list trashed orders (status=trash): %s", shop.name, e)
+        n = 0
+    return enqueued + n
 
 
 def _poll(engine: Engine, shop, woo: WooClient, now: datetime, walk: _Walk, by_id: bool) -> tuple[int, bool]:
@@ -69,6 +74,16 @@ def _poll(engine: Engine, shop, woo: WooClient, now: datetime, walk: _Walk, by_i
                 raise
             log.warning("shop %s: this WooCommerce cannot sort orders by modification date; polling by id", shop.name)
     return _walk_by_id(engine, shop, woo, after, newest, per_page, walk), True
+
+
+def _invalid_param(e: FatalAPIError, name: str) -> bool:
+    """True when WooCommerce refused the request for this one parameter (400 rest_invalid_param)."""
+    try:
+        body = json.loads(e.body)
+    except ValueError:
+        return False
+    params = (body.get("data") or {}).get("params") if isinstance(body, dict) else None
+    return e.status == 400 and body.get("code") == "rest_invalid_param" and isinstance(params, dict) and name in params
 
 
 def start_of_window(shop, newest: datetime | None, now: datetime) -> datetime:

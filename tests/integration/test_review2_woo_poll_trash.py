@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from adapters.woocommerce import poller
 from connector.config import from_dict
+from connector.errors import FatalAPIError
 from connector.store import OutboxRow, init_db, make_engine
 from tests.fakes.fake_woocommerce import KEY, SECRET, FakeWooCommerce, make_orders
 
@@ -84,3 +85,18 @@ def test_a_store_without_orderby_modified_is_asked_once_per_poll(engine):
         poller.poll(engine, shop_for(woo), now=NOW)
         assert [(r["orderby"], r.get("status", "any")) for r in woo.requests] == [
             ("modified", "any"), ("id", "any"), ("id", "trash")]
+
+
+def test_a_store_that_refuses_status_trash_is_still_polled(engine):
+    from flask import jsonify
+    refusal = {"code": "rest_invalid_param", "message": "Invalid parameter(s): status",
+               "data": {"status": 400, "params": {"status": "status[0] is not one of ..."}}}
+    with FakeWooCommerce(make_orders(2)) as woo:
+        original = woo._orders
+        woo._orders = lambda args: (jsonify(refusal), 400) if args.get("status") == "trash" else original(args)
+        assert poller.poll(engine, shop_for(woo), now=NOW) == 2
+        # any other refusal of the trash walk is still an error of the poll
+        refusal = {"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page",
+                   "data": {"status": 400, "params": {"per_page": "..."}}}
+        with pytest.raises(FatalAPIError, match="per_page"):
+            poller.poll(engine, shop_for(woo), now=NOW)

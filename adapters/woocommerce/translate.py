@@ -39,6 +39,9 @@ DEFAULT_STATUS_MAP = {
     # checkout-draft on every re-save of a block-checkout draft (woocommerce/woocommerce#66995).
     "checkout-draft": IGNORE, "draft": IGNORE, "auto-draft": IGNORE,
 }
+# The statuses whose payment_url (the order-pay page) takes a payment: WC_Order::needs_payment's default.
+# For any other, a checkout-draft included, that page says the order "cannot be paid for".
+PAYABLE = ("pending", "failed")
 _ADDRESS_PARTS = ("address_1", "address_2", "city", "state", "postcode", "country")
 
 
@@ -106,9 +109,13 @@ def orders_of(payload: Any) -> list[dict]:
     return payload
 
 
+def _key(woo_status) -> str:
+    return str(woo_status or "").strip().lower().removeprefix("wc-")
+
+
 def map_status(woo_status: str, options: Options) -> str:
     """The Yespo status of a WooCommerce status (IGNORE for drafts); unknown statuses are INITIALIZED."""
-    key = (woo_status or "").strip().lower().removeprefix("wc-")
+    key = _key(woo_status)
     table = options.status_map or DEFAULT_STATUS_MAP
     return table.get(key) or DEFAULT_STATUS_MAP.get(key) or "INITIALIZED"
 
@@ -169,7 +176,7 @@ def build_wire(raw: dict, prefix: str, status: str, products: Mapping[int, Produ
         "additionalInfo": _additional_info(raw),
         "items": items,
     }
-    if status == "ABANDONED_SHOPPING_CART" and raw.get("payment_url"):
+    if status == "ABANDONED_SHOPPING_CART" and raw.get("payment_url") and _key(raw.get("status")) in PAYABLE:
         wire["restoreUrl"] = raw["payment_url"]
     return {k: v for k, v in wire.items() if v is not None}, warnings
 

@@ -232,7 +232,8 @@ def test_checkout_draft_is_ignored_unless_abandoned_carts_are_on():
     o = dict(load("webhook_order_15_usd_completed_wc8.0_pipedream.json"), status="checkout-draft")
     assert "not an order yet" in translate(o).ignored
     t = translate(o, options_of(woo_shop(abandoned_carts=True)))
-    assert t.wire["status"] == "ABANDONED_SHOPPING_CART" and t.wire["restoreUrl"] == o["payment_url"]
+    # no restoreUrl: WooCommerce's order-pay page refuses a checkout-draft (test_review2_woo_statuses.py)
+    assert t.wire["status"] == "ABANDONED_SHOPPING_CART" and "restoreUrl" not in t.wire
     anonymous = dict(o, customer_id=0, billing=dict(o["billing"], email="", phone=""))
     assert "without email or phone" in translate(anonymous, options_of(woo_shop(abandoned_carts=True))).ignored
 

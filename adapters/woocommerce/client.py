@@ -214,8 +214,9 @@ class WooClient:
             raise FatalAPIError(
                 f"shop {self.shop.name}: {path} did not answer JSON ({resp.status_code}, "
                 f"{resp.headers.get('Content-Type', 'no content type')}); it starts with "
-                f"{self._scrub(_plain(_text(resp)))!r}. PHP errors printed into the answer break it: turn display_errors off on "
-                "the shop (define('WP_DEBUG_DISPLAY', false) in wp-config.php) and fix what the message names",
+                f"{self._scrub(_plain(_text(resp)))!r}. PHP errors printed into the answer break it: turn "
+                "display_errors off on the shop (define('WP_DEBUG_DISPLAY', false) in wp-config.php) and fix what "
+                "the message names",
                 status=resp.status_code, body=self._scrub(_text(resp)[:500])) from None
         if before.strip("\ufeff \r\n\t"):
             now = time.monotonic()

@@ -99,7 +99,8 @@ def _query(after: datetime, orderby: str, per_page: int, page: int, walk: _Walk 
     return {**query, "status": walk.status} if walk.status else query
 
 
-def _walk_by_modified(engine, shop, woo: WooClient, after: datetime, newest, per_page: int, walk: _Walk = ORDERS) -> int:
+def _walk_by_modified(engine, shop, woo: WooClient, after: datetime, newest, per_page: int,
+                      walk: _Walk = ORDERS) -> int:
     page, enqueued = 1, 0
     while True:
         batch = woo.get_page("orders", _query(after, "modified", per_page, page, walk))
@@ -110,7 +111,8 @@ def _walk_by_modified(engine, shop, woo: WooClient, after: datetime, newest, per
         after, page = next_window(after, page, page_newest)
 
 
-def _walk_by_id(engine, shop, woo: WooClient, after: datetime, newest, per_page: int, walk: _Walk = ORDERS) -> int:
+def _walk_by_id(engine, shop, woo: WooClient, after: datetime, newest, per_page: int,
+                walk: _Walk = ORDERS) -> int:
     """For stores without orderby=modified. With a fixed window sorted by id, changes during the walk only
     add orders to the window (a re-read, never a skip); pages are not in modification order, so the
     cursor moves only with the last page."""
@@ -148,7 +150,8 @@ def next_window(after: datetime, page: int, page_newest: datetime | None) -> tup
     return after, page + 1
 
 
-def store_page(session: Session, shop, orders: list, source: str, *, known_only: bool = False) -> tuple[int, datetime | None]:
+def store_page(session: Session, shop, orders: list, source: str, *,
+               known_only: bool = False) -> tuple[int, datetime | None]:
     """Translate and enqueue one page; returns (versions enqueued, newest date_modified_gmt on the page).
 
     With `known_only`, orders never enqueued before are skipped (their modification still counts)."""

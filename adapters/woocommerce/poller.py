@@ -82,7 +82,8 @@ def _invalid_param(e: FatalAPIError, name: str) -> bool:
         body = json.loads(e.body)
     except ValueError:
         return False
-    params = (body.get("data") or {}).get("params") if isinstance(body, dict) else None
+    data = body.get("data") if isinstance(body, dict) else None
+    params = data.get("params") if isinstance(data, dict) else None
     return e.status == 400 and body.get("code") == "rest_invalid_param" and isinstance(params, dict) and name in params
 
 

@@ -44,6 +44,7 @@ MAX_PHONE_DIGITS = 32
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NON_DIGITS = re.compile(r"\D+")
+_EXTENSION = re.compile(r"(?i)\s*(?:ext\.?|extension|x|#)\s*\d+\s*$")
 
 
 # ---- the domain order ---------------------------------------------------------------------
@@ -92,15 +93,32 @@ ORDER_MONEY = ("totalCost", "shipping", "discount", "taxes")
 # ---- normalisers (also used by adapters and the backend) -----------------------------------
 
 def normalise_phone(value: Any) -> str | None:
-    """Digits only, country code kept when given, never guessed; too short → None (omitted)."""
+    """Digits only, country code kept when given, never guessed; too short → None (omitted).
+
+    Written international forms become the digits one dials from abroad after `+`, so that one
+    customer's phone is one contact id however a form wrote it:
+    - `+44 (0)20 7946 0958`: the `(0)` is the trunk prefix, dialled only at home → 442079460958;
+    - `0044 20 7946 0958`: `00` is the international call prefix (Europe, most of Asia and Africa) → 4420…;
+    - an extension (`ext. 12`, `x12`, `#12`) is not part of the number and is dropped.
+    """
     if value is None:
         return None
     text = str(value)
+    if "(0)" in text and text.lstrip().startswith("+"):
+        text = text.replace("(0)", "", 1)
+    digits = phone_digits(text)
+    if digits.startswith("00"):
+        digits = digits[2:]
+    return digits if len(digits) >= MIN_PHONE_DIGITS else None
+
+
+def phone_digits(text: str) -> str:
+    """The digits of a written phone (any decimal digit, as the regex `\\d` reads them), without an extension."""
     # the usual separators dropped by str.replace (a third of the regex's cost); anything else, the regex
     digits = text.replace(" ", "").replace("-", "").replace("+", "").replace("(", "").replace(")", "")
-    if not (digits.isascii() and digits.isdigit()):
-        digits = _NON_DIGITS.sub("", text)
-    return digits if len(digits) >= MIN_PHONE_DIGITS else None
+    if digits.isascii() and digits.isdigit():
+        return digits
+    return _NON_DIGITS.sub("", _EXTENSION.sub("", text))
 
 
 def normalise_email(value: Any) -> str | None:

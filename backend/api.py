@@ -41,9 +41,11 @@ def delete_contact():
     """Delete a contact by externalCustomerId; with erase=true, erase its personal data everywhere.
 
     erase=true: the contact's identifiers and names are blanked (the row stays, anonymous, so
-    reports keep their counts), and so are its orders' personal fields and its events' personal
-    params. Without it: the contact record is deleted and its orders unlinked (a later order
-    matches afresh); orders and the event history are kept as they are.
+    reports keep their counts), and so are its orders' personal fields, its events' personal
+    params, what its workflow runs hold of them and the messages written to it. Without it: the
+    contact record is deleted and its orders unlinked (a later order matches afresh); orders, the
+    event history and the messages are kept as they are. Either way no workflow writes to it again:
+    its runs in progress stop, and a message recorded but not yet on its way is not sent.
     """
     ext = (request.args.get("externalCustomerId") or "").strip()
     if not ext:
@@ -63,6 +65,8 @@ _EVENT_PERSONAL = ("externalCustomerId", "email", "EmailAddress", "phone", "SMS"
 
 
 def _erase(conn, contact_id: int, now: datetime) -> dict:
+    from backend.workflows import storage as wf
+    _stop_runs(conn, contact_id, now, "erased")
     contacts.erase_personal(conn, contact_id, now)
     orders = conn.execute(select(ORDERS.c.id, ORDERS.c.payload).where(ORDERS.c.contact_id == contact_id)).all()
     for o in orders:
@@ -73,13 +77,53 @@ def _erase(conn, contact_id: int, now: datetime) -> dict:
     for e in events:
         params = {k: v for k, v in json.loads(e.params).items() if k not in _EVENT_PERSONAL}
         conn.execute(update(EVENTS).where(EVENTS.c.id == e.id).values(params=json.dumps(params)))
+    # A run keeps a copy of its event's params and, after get_order, of the order; a message keeps what it
+    # said to whom. Left there, the erased person's address and name would still be shown and stored.
+    runs, steps = wf.runs, wf.steps
+    run_ids = []
+    for r in conn.execute(select(runs.c.id, runs.c.context).where(runs.c.contact_id == contact_id)).all():
+        run_ids.append(r.id)
+        conn.execute(update(runs).where(runs.c.id == r.id).values(context=json.dumps(_erased_context(json.loads(r.context)))))
+    for chunk in (run_ids[i:i + 500] for i in range(0, len(run_ids), 500)):
+        sends = conn.execute(select(steps.c.id, steps.c.result).where(
+            steps.c.run_id.in_(chunk), steps.c.step_type == "send_message", steps.c.result.is_not(None))).all()
+        for st in sends:   # a send step's result names the address it wrote to
+            result = json.loads(st.result)
+            if isinstance(result, dict) and result.get("to"):
+                conn.execute(update(steps).where(steps.c.id == st.id).values(result=json.dumps({**result, "to": ""})))
+    conn.execute(update(wf.messages).where(wf.messages.c.contact_id == contact_id)
+                 .values(to_address="", subject="", body=""))
     return {"orders": len(orders), "events": len(events)}
+
+
+def _erased_context(context: dict) -> dict:
+    if isinstance(context.get("params"), dict):
+        context["params"] = {k: v for k, v in context["params"].items() if k not in _EVENT_PERSONAL}
+    if isinstance(context.get("order"), dict):
+        context["order"] = {k: v for k, v in context["order"].items() if k not in _ORDER_PERSONAL}
+    return context
+
+
+def _stop_runs(conn, contact_id: int, now: datetime, what: str) -> None:
+    """No workflow writes to a deleted or erased contact again: its runs in progress stop (their timers are
+    cancelled), and a message recorded but not yet on its way is failed, so the runner skips it."""
+    from backend.workflows import storage as wf
+    from backend.workflows.intake import cancel_pending
+    runs, m = wf.runs, wf.messages
+    ids = [x.id for x in conn.execute(
+        update(runs).where(runs.c.contact_id == contact_id, runs.c.state == wf.IN_PROGRESS)
+        .values(state=wf.STOPPED, finished_at=now, error=f"stopped: the contact was {what}").returning(runs.c.id)).all()]
+    if ids:
+        cancel_pending(conn, ids, now)
+    conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
+                 .values(status=wf.MSG_FAILED, error=f"not sent: the contact was {what} before it went out"))
 
 
 def _unlink(conn, contact_id: int, now: datetime) -> dict:
     """Delete the contact and every link to it. A link left behind would name the next contact given this id
     (SQLite gives a new row the largest id + 1): a stranger would inherit this contact's history."""
     from backend.workflows import storage as wf
+    _stop_runs(conn, contact_id, now, "deleted")
     n = conn.execute(update(ORDERS).where(ORDERS.c.contact_id == contact_id).values(contact_id=None, updated_at=now)).rowcount
     # An event's params and a run's context name the contact as well (`contactId`, the name templates and
     # the in_segment condition read): unlinked there too, or they would name the next holder of the id.

@@ -30,7 +30,8 @@ Definition format (JSON, or TOML with the same structure; validated on save, err
     }
 
 Templates: `${name}` (or `$!{name}`) is an event param, else an order field (after get_order), dotted for nested
-values (`${additionalInfo.orderNumber}`); missing renders empty. Jinja2 (sandboxed) sees the same names plus
+values (`${additionalInfo.orderNumber}`); missing renders empty. Start conditions read the event's params and the
+order's fields (as stored when the runner reads the event); condition steps read the same names as templates. Jinja2 (sandboxed) sees the same names plus
 `order`, `items`, `params` and `key`. Stop rules are applied when their event arrives, at start, and after every timer.
 `once_per_key` / `once_per_days` count earlier runs of the same workflow with the same event key. A PUT replaces the
 whole definition (the API's read-only id, version, createdAt, updatedAt may be sent back); runs in progress continue

@@ -93,6 +93,19 @@ def _item(c: dict, variables: dict, segment: SegmentTest | None) -> bool:
     return holds(c, variables, segment) if ("all" in c or "any" in c) else test(c, variables, segment)
 
 
+def names(condition: dict | None) -> set[str]:
+    """The first part of every name a condition reads (`additionalInfo` for `additionalInfo.orderNumber`)."""
+    if not condition:
+        return set()
+    out: set[str] = set()
+    for c in condition.get("all") or condition.get("any") or []:
+        if "all" in c or "any" in c:
+            out |= names(c)
+        else:
+            out.add(str(c.get("param") or SEGMENT_PARAM).split(".")[0])
+    return out
+
+
 def saved_segments(conn) -> SegmentTest:
     """`segment` for holds(): membership in a saved segment, read through `conn` (raises InvalidSegment
     for a segment that does not exist)."""

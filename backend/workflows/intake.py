@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from backend.storage import Event
+from backend.storage import Event, StoredOrder
 from backend.workflows import conditions
 from backend.workflows import storage as t
 from backend.workflows.model import Workflow, load_workflows, seconds, timer_due, type_matches, utc, variables
@@ -24,6 +24,11 @@ CURSOR = "events"
 GAP_WAIT_SECONDS = 10.0
 
 ev = Event.__table__
+orders = StoredOrder.__table__
+# The names an order event's params hold (backend.intake.event_params) and those variables() adds: a start
+# condition that reads only these needs no order; any other name (totalCost, status, items, ...) is an order's.
+PARAM_NAMES = frozenset(("eventKey", "orderId", "contactId", "externalCustomerId", "email", "EmailAddress",
+                         "phone", "SMS", "key", "params"))
 _r = t.runs.c
 _SAME_KEY = select(_r.id).where(_r.workflow_id == bindparam("wf"), _r.key == bindparam("key")).limit(1)
 _SAME_KEY_SINCE = (select(_r.id).where(_r.workflow_id == bindparam("wf"), _r.key == bindparam("key"),
@@ -81,11 +86,13 @@ def consume(conn: Connection, now: datetime, limit: int = 1000) -> int:
     workflows = load_workflows(conn)
     # With no workflow defined there is nothing to start or stop: only move past the ids (reading
     # whole event rows back cost the backend's intake ~8% of its CPU in bench/ingest.py).
-    columns = (ev.c.id, ev.c.type, ev.c.key, ev.c.contact_id, ev.c.params, ev.c.created_at) if workflows else (ev.c.id,)
+    columns = ((ev.c.id, ev.c.type, ev.c.key, ev.c.contact_id, ev.c.order_id, ev.c.params, ev.c.created_at)
+               if workflows else (ev.c.id,))
     rows = conn.execute(select(*columns).where(ev.c.id > position).order_by(ev.c.id).limit(limit)).all()
     take, gap_seen_at = _contiguous(rows, position, gap_seen_at, now, conn.dialect.name == "postgresql")
     if take and workflows:
         batch = Intake(conn, now, workflows)
+        batch.prefetch_orders(take)
         for event in take:
             batch.handle(event)
         batch.flush()
@@ -105,6 +112,16 @@ class Intake:
         self.first_steps: list[dict | None] = []
         self.keys: set[tuple[int, str]] = set()  # (workflow, key) started in this batch
         self.contacts: set[tuple[int, int]] = set()
+        self.orders: dict[int, dict] = {}       # order payloads by id, for start conditions on order fields
+
+    def prefetch_orders(self, events) -> None:
+        """The orders of the events whose workflows' start conditions read order fields, in one query per 500."""
+        types = {wf.definition["start"]["event"] for wf in self.workflows.values() if wf.active and needs_order(wf)}
+        ids = sorted({e.order_id for e in events if e.type in types and e.order_id is not None})
+        for start in range(0, len(ids), 500):
+            rows = self.conn.execute(select(orders.c.id, orders.c.payload)
+                                     .where(orders.c.id.in_(ids[start:start + 500]))).all()
+            self.orders.update((i, json.loads(p)) for i, p in rows)
 
     def handle(self, event) -> None:
         """Stops first, then starts: a run is never stopped by the event that started it."""
@@ -130,8 +147,12 @@ class Intake:
         """Start a run of `wf` for `event` unless its conditions, unique mode or skip-if-running say no."""
         d, now = wf.definition, self.now
         context = {"params": params, "key": event.key}
+        # A start condition may read the order's fields (`totalCost greater_than 100`) as well as the event's
+        # params: it sees the order as stored when the event is read. The run's context keeps the params only
+        # (its get_order step loads the order when the run reaches it).
+        seen = {**context, "order": self.orders.get(event.order_id) or {}} if needs_order(wf) else context
         try:
-            started = conditions.holds(d["start"]["conditions"], variables(context), conditions.saved_segments(self.conn))
+            started = conditions.holds(d["start"]["conditions"], variables(seen), conditions.saved_segments(self.conn))
         except InvalidInput as e:     # InvalidSegment: no run to record it on; the log names the workflow
             log.warning("workflow %s: start condition not met for event %s: %s", wf.id, event.id, e)
             started = False
@@ -190,6 +211,11 @@ class Intake:
         if (wf.id, event.contact_id) in self.contacts:
             return True
         return self.conn.execute(_RUNNING_FOR_CONTACT, {"wf": wf.id, "contact": event.contact_id}).first() is not None
+
+
+def needs_order(wf: Workflow) -> bool:
+    """Whether the workflow's start condition reads a name that only the order holds."""
+    return bool(conditions.names(wf.definition["start"]["conditions"]) - PARAM_NAMES)
 
 
 def _match(rule: dict, key: str, contact_id, key_col, contact_col):

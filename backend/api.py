@@ -115,8 +115,11 @@ def _stop_runs(conn, contact_id: int, now: datetime, what: str) -> None:
         .values(state=wf.STOPPED, finished_at=now, error=f"stopped: the contact was {what}").returning(runs.c.id)).all()]
     if ids:
         cancel_pending(conn, ids, now)
-    conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
-                 .values(status=wf.MSG_FAILED, error=f"not sent: the contact was {what} before it went out"))
+    from backend.workflows.runner import record_on_path
+    note = f"not sent: the contact was {what} before it went out"
+    for mid in conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
+                            .values(status=wf.MSG_FAILED, error=note).returning(m.c.id)).scalars().all():
+        record_on_path(conn, mid, wf.MSG_FAILED, note)
 
 
 def _unlink(conn, contact_id: int, now: datetime) -> dict:

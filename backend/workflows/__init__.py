@@ -36,7 +36,8 @@ order's fields (as stored when the runner reads the event); condition steps read
 `once_per_key` / `once_per_days` count earlier runs of the same workflow with the same event key. A PUT replaces the
 whole definition (the API's read-only id, version, createdAt, updatedAt may be sent back); runs in progress continue
 with the new steps. Runs: in_progress, completed, stopped, error. Messages: stored (store channel), sending (recorded,
-send under way), sent, failed, unknown (the worker died mid-send; never repeated automatically).
+send under way), sent, failed, unknown (the worker died mid-send; never repeated automatically). A message failed or
+unknown fails its step (its result says why) and ends its run in `error` (its later steps still run).
 """
 from backend.workflows.starters import install_starters
 

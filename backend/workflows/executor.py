@@ -96,8 +96,12 @@ class Batch:
             status, error = t.MSG_FAILED, "no recipient: `to` rendered empty for this contact"
         message = {"workflowId": wf.id, "runId": run.id, "contactId": run.contact_id, "channel": channel,
                    "to": to.strip(), "subject": subject, "body": body, "status": status, "error": error}
-        return Outcome(result={"channel": channel, "to": to.strip(), "status": status}, next=step["next"],
-                       message=message)
+        result = {"channel": channel, "to": to.strip(), "status": status}
+        if error:
+            # the run goes on (a later step may still reach the contact), and ends in error, saying why
+            run.error = run.error or f"step {step['id']!r}: the message was not sent: {error}"
+            return Outcome(state=t.FAILED, result=dict(result, error=error), next=step["next"], message=message)
+        return Outcome(result=result, next=step["next"], message=message)
 
     def timer(self, step: dict, run: Run, wf: Workflow) -> Outcome:
         # Stop conditions are checked after every timer (Yespo): an ending event the intake has
@@ -170,7 +174,8 @@ class Batch:
             self._end_run(run, t.STOPPED, f"stopped after a timer by event #{outcome.stopped_by}")
             return None
         if outcome.next is None:
-            self._end_run(run, t.COMPLETED, None)
+            # a message of the run that was not sent (or may not have been) puts it with the runs with errors
+            self._end_run(run, t.ERROR if run.error else t.COMPLETED, run.error)
             return None
         nxt = wf.steps[outcome.next]
         if nxt["type"] != "timer":
@@ -196,6 +201,8 @@ class Batch:
         values = self.run_values.setdefault(run.id, {})
         if run.dirty:
             values["b_context"] = json.dumps(run.context)
+        if run.error:
+            values["b_error"] = run.error
         if finished:
             values.update(b_state=run.state, b_error=run.error, b_finished=utc(self.now))
 
@@ -228,9 +235,10 @@ class Batch:
                          "channel": m["channel"], "to_address": m["to"], "subject": m["subject"], "body": m["body"],
                          "status": m["status"], "error": m["error"], "created_at": utc(self.now)})
         ids = self.conn.execute(_INSERT_MESSAGE, rows).scalars().all()
-        for mid, (_, m, step) in zip(ids, self.messages):
+        for mid, row, (_, m, step) in zip(ids, rows, self.messages):
             if m["status"] == t.SENDING:
-                self.deliveries.append(Delivery(dict(m, id=mid, createdAt=self.now.isoformat()), step))
+                self.deliveries.append(Delivery(dict(m, id=mid, createdAt=self.now.isoformat(),
+                                                     stepRowId=row["step_row_id"]), step))
 
 
 _s = t.steps.c
@@ -260,9 +268,10 @@ def claim(conn: Connection, now: datetime, worker: str, limit: int) -> list:
 
 def _load_runs(conn: Connection, ids: set[int]) -> dict[int, Run]:
     r = t.runs.c
-    rows = conn.execute(select(r.id, r.workflow_id, r.event_id, r.key, r.contact_id, r.state, r.context)
+    rows = conn.execute(select(r.id, r.workflow_id, r.event_id, r.key, r.contact_id, r.state, r.context, r.error)
                         .where(r.id.in_(sorted(ids))).order_by(r.id).with_for_update()).all()
-    return {x.id: Run(x.id, x.workflow_id, x.event_id, x.key, x.contact_id, x.state, json.loads(x.context)) for x in rows}
+    return {x.id: Run(x.id, x.workflow_id, x.event_id, x.key, x.contact_id, x.state, json.loads(x.context), x.error)
+            for x in rows}
 
 
 def execute_due(conn: Connection, now: datetime, worker: str, settings: ChannelSettings,

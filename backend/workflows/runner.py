@@ -5,6 +5,7 @@ PostgreSQL. `clock` is passed in so tests move time forward without sleeping.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -13,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from backend.db import write_transaction
@@ -114,20 +115,48 @@ class Runner:
             values = {"status": t.MSG_FAILED, "error": f"{type(e).__name__} in the {d.message['channel']} channel",
                       "sent_at": None}
         with write_transaction(self.engine) as conn:
-            conn.execute(update(t.messages).where(t.messages.c.id == d.message["id"], t.messages.c.status == t.SENDING)
-                         .values(**values))
+            if conn.execute(update(t.messages).where(t.messages.c.id == d.message["id"], t.messages.c.status == t.SENDING)
+                            .values(**values)).rowcount:
+                record_on_path(conn, d.message["id"], values["status"], values.get("error"))
 
     def recover_sends(self) -> int:
         """Messages left `sending` by a worker that died: `unknown` when their send had started (never sent
         again blindly), `failed` when it had not started long after their batch was recorded."""
         m, now = t.messages.c, self.clock()
         with write_transaction(self.engine) as conn:
-            n = conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_not(None),
-                                                      m.sent_at < utc(now - SEND_TIMEOUT))
-                             .values(status=t.UNKNOWN, error=UNKNOWN_NOTE)).rowcount
-            return n + conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_(None),
-                                                             m.created_at < utc(now - NEVER_STARTED))
-                                    .values(status=t.MSG_FAILED, error=NOT_SENT_NOTE)).rowcount
+            unknown = conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_not(None),
+                                                            m.sent_at < utc(now - SEND_TIMEOUT))
+                                   .values(status=t.UNKNOWN, error=UNKNOWN_NOTE).returning(m.id)).scalars().all()
+            failed = conn.execute(update(t.messages).where(m.status == t.SENDING, m.sent_at.is_(None),
+                                                           m.created_at < utc(now - NEVER_STARTED))
+                                  .values(status=t.MSG_FAILED, error=NOT_SENT_NOTE).returning(m.id)).scalars().all()
+            for ids, status, note in ((unknown, t.UNKNOWN, UNKNOWN_NOTE), (failed, t.MSG_FAILED, NOT_SENT_NOTE)):
+                for mid in ids:
+                    record_on_path(conn, mid, status, note)
+            return len(unknown) + len(failed)
+
+
+def record_on_path(conn, message_id: int, status: str, error: str | None) -> None:
+    """How a send went, where the launch history shows it: on the step that wrote the message (its result's
+    status, and the step failed when the message did not go out for sure) and on the run, which is listed
+    with the runs with errors (at once when it has ended, else when it ends; the other steps go on)."""
+    m, s, r = t.messages.c, t.steps.c, t.runs.c
+    row = conn.execute(select(m.step_row_id, m.run_id).where(m.id == message_id)).first()
+    if row is None:
+        return
+    raw = conn.execute(select(s.result).where(s.id == row.step_row_id)).scalar()
+    result = json.loads(raw) if raw else {}
+    result = dict(result if isinstance(result, dict) else {}, status=status, **({"error": error} if error else {}))
+    values = {"result": json.dumps(result)}
+    if status != t.SENT:
+        values["state"] = t.FAILED
+    conn.execute(update(t.steps).where(s.id == row.step_row_id).values(**values))
+    if status == t.SENT:
+        return
+    what = "may not have been sent" if status == t.UNKNOWN else "was not sent"
+    conn.execute(update(t.runs).where(r.id == row.run_id, r.error.is_(None))
+                 .values(error=f"message #{message_id} {what}: {error}"))
+    conn.execute(update(t.runs).where(r.id == row.run_id, r.state == t.COMPLETED).values(state=t.ERROR))
 
 
 def settings_of(app) -> ChannelSettings:

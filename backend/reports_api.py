@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +62,13 @@ def moment_arg(name: str) -> datetime | None:
         return query_date(name, raw)
     except ValueError as e:
         raise ApiError(400, str(e)) from None
+
+
+def through(raw: str, end: datetime | None) -> datetime | None:
+    """An end date read as 'to DATE': a bare date (2026-05-31) counts that whole day, as a person means it."""
+    if end is not None and len(raw.strip()) == len("2026-05-31"):
+        return end + timedelta(days=1) - timedelta(microseconds=1)
+    return end
 
 
 def currency_arg() -> str:
@@ -133,7 +140,7 @@ def rfm_report():
 @bp.get("/reports/revenue")
 def revenue_report():
     currency, window = currency_arg(), window_arg()
-    since, until = moment_arg("since"), moment_arg("until")
+    since, until = moment_arg("since"), through(request.args.get("until", ""), moment_arg("until"))
     with engine().connect() as conn:
         return jsonify(revenue_cached(conn, currency, window, since, until))
 

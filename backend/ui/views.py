@@ -342,10 +342,7 @@ def window_days() -> float:
 
 def through_arg(name: str) -> datetime | None:
     """An end date the page reads as 'to DATE': a bare date (2026-05-31) counts that whole day."""
-    end = date_arg(name)
-    if end is not None and len(request.args.get(name, "").strip()) == len("2026-05-31"):
-        end += timedelta(days=1) - timedelta(microseconds=1)
-    return end
+    return reports_api.through(request.args.get(name, ""), date_arg(name))
 
 
 @bp.get("/reports")

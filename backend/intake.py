@@ -163,7 +163,7 @@ def _decide(states: dict[str, OrderState], book: ContactBook, v: Version, out: O
     ext = v.order.externalOrderId
     s = states.get(ext)
     if s is not None and s.hash == v.hash:
-        if s.contact is None:
+        if s.contact is None or not s.contact.loaded:
             # Its contact was deleted (DELETE /api/v1/contact): it is matched afresh, as a changed version
             # would be, but an identical re-send is still no news: no event.
             s.contact, s.version = book.match(v.order), v
@@ -171,7 +171,10 @@ def _decide(states: dict[str, OrderState], book: ContactBook, v: Version, out: O
         return
     if s is None:
         s = states[ext] = OrderState(id=None, contact=None, hash=v.hash)
-    if s.contact is None:
+    if s.contact is None or not s.contact.loaded:
+        # No contact, or an erased one (anonymous, kept for the counts): the identifiers this version brings
+        # are matched afresh. Linked to the erased contact they would name it again, out of reach of any
+        # further erase (it has no externalCustomerId left), and its workflows would write to it.
         s.contact = book.match(v.order)
     else:
         book.enrich(s.contact, v.order)

@@ -27,6 +27,8 @@ DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 # longer gets the message marked failed and visible in GET /api/v1/messages.
 WEBHOOK_RETRY_DELAYS = (0.5, 2.0)
 RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+# The same for a mail server that is restarting or answers "try again later" (4xx) before it took the mail.
+EMAIL_RETRY_DELAYS = (0.5, 2.0)
 
 
 class SendFailed(Exception):
@@ -46,6 +48,7 @@ class ChannelSettings:
     smtp_timeout: float = 20.0
     webhook_timeout: float = 10.0
     webhook_retry_delays: tuple[float, ...] = WEBHOOK_RETRY_DELAYS
+    email_retry_delays: tuple[float, ...] = EMAIL_RETRY_DELAYS
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> "ChannelSettings":
@@ -71,8 +74,17 @@ class ChannelSettings:
         return channel
 
 
-def send_email(message: dict, step: dict, settings: ChannelSettings) -> None:
-    """One message over SMTP; raises SendFailed when the server refuses it."""
+class _Transient(Exception):
+    """The mail server did not take the mail and said, or showed, that a later attempt may work."""
+
+
+def send_email(message: dict, step: dict, settings: ChannelSettings,
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """One message over SMTP; raises SendFailed when the server refuses it.
+
+    A failure that proves the server did not take the mail (no connection, a 4xx "try again later" before or
+    at the end of DATA) is retried a bounded number of times; one after the mail may have been taken (the
+    connection lost while waiting for the final answer) never is: a message is never sent twice."""
     if not settings.email_configured:
         raise SendFailed("email channel: [backend] smtp_host is not configured")
     if "@" not in message["to"]:
@@ -83,12 +95,54 @@ def send_email(message: dict, step: dict, settings: ChannelSettings) -> None:
     mail["From"], mail["To"], mail["Subject"] = settings.mail_from, message["to"].strip(), subject
     mail["Message-ID"] = make_msgid(idstring=f"orderbridge-{message['id']}")
     mail.set_content(message["body"])
+    delays = (0.0, *settings.email_retry_delays)
+    for attempt, delay in enumerate(delays, 1):
+        if delay:
+            sleep(delay)
+        try:
+            _send_once(mail, settings)
+            return
+        except _Transient as e:
+            cause = e.__cause__
+            why = f"email channel: {type(cause).__name__}: {cause}"
+            if attempt == len(delays):
+                raise SendFailed(f"{why} (after {attempt} attempts)") from None
+
+
+def _send_once(mail: EmailMessage, settings: ChannelSettings) -> None:
+    """One attempt; _Transient when the server surely did not take the mail and may later, SendFailed else."""
     try:
-        with _smtp(settings) as smtp:
-            _login(smtp, settings)
-            smtp.send_message(mail)
+        smtp = _smtp(settings)
+    except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, ConnectionError) as e:
+        # refused, or a "421 try later" greeting: nothing was sent. (A timeout is not tried again: it already
+        # waited smtp_timeout, and a worker's whole batch waits behind it.)
+        raise _Transient() from e
     except (smtplib.SMTPException, OSError) as e:
         raise SendFailed(f"email channel: {type(e).__name__}: {e}") from None
+    try:
+        _login(smtp, settings)
+        smtp.send_message(mail)
+    except (smtplib.SMTPSenderRefused, smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError,
+            smtplib.SMTPHeloError, smtplib.SMTPAuthenticationError) as e:
+        # the server answered, refusing: the mail is not taken; a 4xx answer means "try again later"
+        codes = [e.smtp_code] if hasattr(e, "smtp_code") else [c for c, _ in getattr(e, "recipients", {}).values()]
+        if codes and all(400 <= c < 500 for c in codes):
+            raise _Transient() from e
+        raise SendFailed(f"email channel: {type(e).__name__}: {e}") from None
+    except (smtplib.SMTPException, OSError) as e:
+        # e.g. the connection lost after the data went out: the mail may have been taken, so it is not repeated
+        raise SendFailed(f"email channel: {type(e).__name__}: {e}") from None
+    finally:
+        _close(smtp)
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    """QUIT, and close whatever it answers: the mail's fate is settled by then (a server that answers QUIT
+    oddly after taking the mail must not make it read as failed)."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 def _smtp(settings: ChannelSettings) -> smtplib.SMTP:
@@ -98,7 +152,11 @@ def _smtp(settings: ChannelSettings) -> smtplib.SMTP:
                                 context=ssl.create_default_context())
     smtp = smtplib.SMTP(settings.smtp_host, port, timeout=settings.smtp_timeout)
     if settings.smtp_tls == "starttls":
-        smtp.starttls(context=ssl.create_default_context())
+        try:
+            smtp.starttls(context=ssl.create_default_context())
+        except BaseException:
+            smtp.close()
+            raise
     return smtp
 
 

@@ -131,6 +131,8 @@ class Intake:
                 if any(r["workflow_id"] == wf.id for r in self.runs):
                     self.flush()
                 stop_runs(self.conn, wf, rules, event, self.now)
+        if event.contact_id is None:
+            return      # its contact was deleted (DELETE /api/v1/contact) before the event was read: no one to write to
         params = None
         for wf in self.workflows.values():
             if wf.active and wf.definition["start"]["event"] == event.type:

@@ -82,3 +82,17 @@ def test_other_contacts_runs_go_on(db_url):
     reviews = [m for m in b.messages() if m["subject"].startswith("How do you like")]
     assert [m["to"] for m in reviews] == ["other@example.com"]
     b.engine.dispose()
+
+
+def test_an_event_read_after_its_contact_was_deleted_starts_nothing(db_url):
+    """The runner may read an order's event late (it was stopped, or behind): a contact deleted meanwhile
+    gets no confirmation, though the event's params still hold its address (a delete keeps the history)."""
+    b = Backend(db_url, None)
+    b.post(order())
+    delete(b, "cust-9", erase=False)
+    b.run()
+    assert b.messages() == [] and b.runs(b.workflow_id("Order confirmation")) == []
+    b.post(order(ext="W-78"))                        # the same person, back: a new contact, served as usual
+    b.run()
+    assert [m["subject"] for m in b.messages()] == ["Your order W-78 is confirmed"]
+    b.engine.dispose()

@@ -66,7 +66,8 @@ _EVENT_PERSONAL = ("externalCustomerId", "email", "EmailAddress", "phone", "SMS"
 
 def _erase(conn, contact_id: int, now: datetime) -> dict:
     from backend.workflows import storage as wf
-    _stop_runs(conn, contact_id, now, "erased")
+    # a message keeps what it said to whom: blanked with the rest
+    _stop_runs(conn, contact_id, now, "erased", {"to_address": "", "subject": "", "body": ""})
     contacts.erase_personal(conn, contact_id, now)
     orders = conn.execute(select(ORDERS.c.id, ORDERS.c.payload).where(ORDERS.c.contact_id == contact_id)).all()
     for o in orders:
@@ -77,8 +78,8 @@ def _erase(conn, contact_id: int, now: datetime) -> dict:
     for e in events:
         params = {k: v for k, v in json.loads(e.params).items() if k not in _EVENT_PERSONAL}
         conn.execute(update(EVENTS).where(EVENTS.c.id == e.id).values(params=json.dumps(params)))
-    # A run keeps a copy of its event's params and, after get_order, of the order; a message keeps what it
-    # said to whom. Left there, the erased person's address and name would still be shown and stored.
+    # A run keeps a copy of its event's params and, after get_order, of the order: left there, the erased
+    # person's address and name would still be shown and stored.
     runs, steps = wf.runs, wf.steps
     run_ids = []
     for r in conn.execute(select(runs.c.id, runs.c.context).where(runs.c.contact_id == contact_id)).all():
@@ -91,8 +92,6 @@ def _erase(conn, contact_id: int, now: datetime) -> dict:
             result = json.loads(st.result)
             if isinstance(result, dict) and result.get("to"):
                 conn.execute(update(steps).where(steps.c.id == st.id).values(result=json.dumps({**result, "to": ""})))
-    conn.execute(update(wf.messages).where(wf.messages.c.contact_id == contact_id)
-                 .values(to_address="", subject="", body=""))
     return {"orders": len(orders), "events": len(events)}
 
 
@@ -104,21 +103,27 @@ def _erased_context(context: dict) -> dict:
     return context
 
 
-def _stop_runs(conn, contact_id: int, now: datetime, what: str) -> None:
-    """No workflow writes to a deleted or erased contact again: its runs in progress stop (their timers are
-    cancelled), and a message recorded but not yet on its way is failed, so the runner skips it."""
+def _stop_runs(conn, contact_id: int, now: datetime, what: str, messages: dict) -> None:
+    """No workflow writes to a deleted or erased contact again: a message recorded but not yet on its way is
+    failed (the runner sends only what is still `sending`), its runs in progress stop (their timers are
+    cancelled), and its messages take `messages` (blanked or unlinked).
+
+    Messages first, then runs: the runner records a send's outcome in that order too, so the two never
+    wait on each other (a deadlock on PostgreSQL)."""
     from backend.workflows import storage as wf
     from backend.workflows.intake import cancel_pending
+    from backend.workflows.runner import record_on_path
     runs, m = wf.runs, wf.messages
+    note = f"not sent: the contact was {what} before it went out"
+    unsent = conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
+                          .values(status=wf.MSG_FAILED, error=note).returning(m.c.id)).scalars().all()
+    conn.execute(update(m).where(m.c.contact_id == contact_id).values(**messages))
     ids = [x.id for x in conn.execute(
         update(runs).where(runs.c.contact_id == contact_id, runs.c.state == wf.IN_PROGRESS)
         .values(state=wf.STOPPED, finished_at=now, error=f"stopped: the contact was {what}").returning(runs.c.id)).all()]
     if ids:
         cancel_pending(conn, ids, now)
-    from backend.workflows.runner import record_on_path
-    note = f"not sent: the contact was {what} before it went out"
-    for mid in conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
-                            .values(status=wf.MSG_FAILED, error=note).returning(m.c.id)).scalars().all():
+    for mid in unsent:
         record_on_path(conn, mid, wf.MSG_FAILED, note)
 
 
@@ -126,7 +131,7 @@ def _unlink(conn, contact_id: int, now: datetime) -> dict:
     """Delete the contact and every link to it. A link left behind would name the next contact given this id
     (SQLite gives a new row the largest id + 1): a stranger would inherit this contact's history."""
     from backend.workflows import storage as wf
-    _stop_runs(conn, contact_id, now, "deleted")
+    _stop_runs(conn, contact_id, now, "deleted", {"contact_id": None})
     n = conn.execute(update(ORDERS).where(ORDERS.c.contact_id == contact_id).values(contact_id=None, updated_at=now)).rowcount
     # An event's params and a run's context name the contact as well (`contactId`, the name templates and
     # the in_segment condition read): unlinked there too, or they would name the next holder of the id.
@@ -140,7 +145,6 @@ def _unlink(conn, contact_id: int, now: datetime) -> dict:
         if isinstance(context.get("params"), dict):
             context["params"] = _without_contact(context["params"], contact_id)
         conn.execute(update(runs).where(runs.c.id == r.id).values(contact_id=None, context=json.dumps(context)))
-    conn.execute(update(wf.messages).where(wf.messages.c.contact_id == contact_id).values(contact_id=None))
     conn.execute(CONTACTS.delete().where(CONTACTS.c.id == contact_id))
     return {"orders": n, "events": len(events)}
 

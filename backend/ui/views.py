@@ -19,7 +19,7 @@ from backend.ui import present, queries
 from backend.ui import session as auth
 from backend.workflows.storage import RUN_STATES
 from connector.format import parse_date
-from connector.money import ISO_4217
+from connector.money import ISO_4217, minor_unit
 
 bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -69,7 +69,7 @@ def http_error(e: HTTPException):
 
 @bp.app_context_processor
 def template_helpers():
-    return {"csrf_token": auth.csrf_token, "url_with": url_with, "fmt_dt": fmt_dt,
+    return {"csrf_token": auth.csrf_token, "url_with": url_with, "fmt_dt": fmt_dt, "fmt_money": fmt_money,
             "nav_extra": current_app.config.get("UI_NAV_EXTRA", [])}
 
 
@@ -83,6 +83,17 @@ def url_with(**changes) -> str:
         else:
             args[k] = v
     return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+
+def fmt_money(amount, currency) -> str:
+    """An amount with its currency's own decimals (12.345 KWD, 1500 JPY, 10.50 USD)."""
+    if amount is None:
+        return ""
+    try:
+        places = minor_unit(str(currency or ""))
+    except (KeyError, ValueError):
+        places = 2
+    return f"{float(amount):.{places}f}"
 
 
 def fmt_dt(value) -> str:

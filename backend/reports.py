@@ -101,6 +101,8 @@ REPORT_INDEXES = (
     sa.Index("ix_messages_sent_count", wf_storage.messages.c.workflow_id, wf_storage.messages.c.status,
              wf_storage.messages.c.created_at),
     sa.Index("ix_workflow_runs_tab", wf_storage.runs.c.workflow_id, wf_storage.runs.c.state, wf_storage.runs.c.id),
+    # data_version's count of erased contacts: a range of this index, not a pass over every contact
+    sa.Index("ix_contacts_erased", contacts.c.erased_at),
 )
 
 
@@ -328,14 +330,16 @@ RECENT_EVENT_IDS = 10_000
 
 
 def data_version(conn) -> tuple:
-    """What the reports read, in four index-only lookups: every accepted order version adds an event
-    (the highest id, and how many events the last RECENT_EVENT_IDS ids hold), contacts come and go,
-    workflows add messages. Equal versions → equal reports."""
+    """What the reports read, in five index-only lookups: every accepted order version adds an event
+    (the highest id, and how many events the last RECENT_EVENT_IDS ids hold), contacts come and go or are
+    erased (an RFM cell's page says how many of its contacts are), workflows add messages. Equal versions
+    → equal reports."""
     m, ev = messages_table(), Event.__table__
     top = conn.execute(sa.select(sa.func.max(ev.c.id))).scalar()
     recent = conn.execute(sa.select(sa.func.count()).select_from(ev).where(
         ev.c.id > (top or 0) - RECENT_EVENT_IDS)).scalar()
-    return (top, recent, conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar(),
+    erased = conn.execute(sa.select(sa.func.count()).select_from(contacts).where(contacts.c.erased_at.is_not(None))).scalar()
+    return (top, recent, conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar(), erased,
             conn.execute(sa.select(sa.func.max(m.c.id))).scalar())
 
 

@@ -153,7 +153,7 @@ def record_on_path(conn, message_id: int, status: str, error: str | None) -> Non
     conn.execute(update(t.steps).where(s.id == row.step_row_id).values(**values))
     if status == t.SENT:
         return
-    what = "may not have been sent" if status == t.UNKNOWN else "was not sent"
+    what = "may or may not have been sent" if status == t.UNKNOWN else "failed"
     conn.execute(update(t.runs).where(r.id == row.run_id, r.error.is_(None))
                  .values(error=f"message #{message_id} {what}: {error}"))
     conn.execute(update(t.runs).where(r.id == row.run_id, r.state == t.COMPLETED).values(state=t.ERROR))

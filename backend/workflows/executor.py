@@ -235,10 +235,9 @@ class Batch:
                          "channel": m["channel"], "to_address": m["to"], "subject": m["subject"], "body": m["body"],
                          "status": m["status"], "error": m["error"], "created_at": utc(self.now)})
         ids = self.conn.execute(_INSERT_MESSAGE, rows).scalars().all()
-        for mid, row, (_, m, step) in zip(ids, rows, self.messages):
+        for mid, (_, m, step) in zip(ids, self.messages):
             if m["status"] == t.SENDING:
-                self.deliveries.append(Delivery(dict(m, id=mid, createdAt=self.now.isoformat(),
-                                                     stepRowId=row["step_row_id"]), step))
+                self.deliveries.append(Delivery(dict(m, id=mid, createdAt=self.now.isoformat()), step))
 
 
 _s = t.steps.c

@@ -138,8 +138,8 @@ class Runner:
 
 def record_on_path(conn, message_id: int, status: str, error: str | None) -> None:
     """How a send went, where the launch history shows it: on the step that wrote the message (its result's
-    status, and the step failed when the message did not go out for sure) and on the run, which is listed
-    with the runs with errors (at once when it has ended, else when it ends; the other steps go on)."""
+    status; the step is failed unless the message was sent) and, unless sent, on the run, which is listed
+    with the runs with errors (at once when it has ended, else when it ends; its other steps go on)."""
     m, s, r = t.messages.c, t.steps.c, t.runs.c
     row = conn.execute(select(m.step_row_id, m.run_id).where(m.id == message_id)).first()
     if row is None:

@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.routing import PathConverter
 from sqlalchemy import func, select, update
 
 from backend import contacts, intake
@@ -178,7 +179,21 @@ def list_orders():
     return _listing(q, ORDERS, "orders", _order_json)
 
 
-@bp.get("/orders/<path:external_order_id>")
+class AnyPath(PathConverter):
+    """A path segment that may itself start with, or be, a slash: an externalOrderId is any string, and a client
+    that quotes `/A-1` as %2F sends `/orders//A-1` (the path converter needs a first character that is not `/`)."""
+
+    regex = ".+?"
+    part_isolating = False      # spans several path segments (Werkzeug guesses True: the regex has no '/')
+
+
+@bp.record_once
+def _converter(state) -> None:
+    state.app.url_map.converters.setdefault("anypath", AnyPath)
+
+
+# merge_slashes off: `//A-1` would be redirected to `/A-1`, another order's id
+@bp.get("/orders/<anypath:external_order_id>", merge_slashes=False)
 def get_order(external_order_id: str):
     """The stored order exactly as an add-orders object; our ids travel in headers."""
     with get_engine().connect() as conn:

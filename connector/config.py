@@ -210,7 +210,7 @@ _SECTION_KEYS = {
     "connector": {"database"},
     "target": set(TargetConfig.__dataclass_fields__),
     "daemon": set(DaemonConfig.__dataclass_fields__),
-    "receiver": {"max_body"},
+    "receiver": {"max_body", "spool_dir"},
 }
 _TOP_LEVEL = set(_SECTION_KEYS) | {"backend", "shops"}
 # What the backend and the shops' adapters read besides their dataclass fields (config.example.toml
@@ -273,7 +273,8 @@ def from_dict(raw: dict, path: Path | None = None) -> Config:
         raise ConfigError("[[shops]]: two shops share a name")
     database, daemon, backend = conn.get("database", Config.database), DaemonConfig(**dkw), BackendConfig(**bkw)
     _validate(target, daemon, backend, database)
-    _check_types("[receiver]", _section(raw, "receiver"), {"max_body": (int, "a whole number of bytes")})
+    _check_types("[receiver]", _section(raw, "receiver"), {"max_body": (int, "a whole number of bytes"),
+                                                           "spool_dir": (str, "a folder path, or \"\" for none")})
     if _section(raw, "receiver").get("max_body", 1) < 1:
         raise ConfigError("[receiver] max_body: expected a number of bytes above zero; "
                           f"got {_section(raw, 'receiver')['max_body']}")

@@ -15,6 +15,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from connector import database
+from connector.spool import Mover, Spool
 from connector.store import INBOX_NEW, InboxDelivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -35,15 +37,16 @@ def _insert_ignoring_duplicates(session: Session):
 
 
 def record_delivery(session: Session, *, platform: str, shop: str, topic: str, headers: Mapping[str, str],
-                    body: bytes, delivery_id: str | None = None) -> int | None:
+                    body: bytes, delivery_id: str | None = None, received_at: datetime | None = None) -> int | None:
     """Store one delivery; returns its id, or None when this delivery id was stored before.
 
-    The caller commits before answering the platform.
+    The caller commits before answering the platform. `received_at`: when it came (a spooled one came earlier).
     """
     kept = {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
     res = session.execute(_insert_ignoring_duplicates(session).values(
         platform=platform, shop=shop, topic=topic or "", delivery_id=delivery_id or None,
-        headers=json.dumps(kept, sort_keys=True), body=body, received_at=utcnow(), state=INBOX_NEW, attempts=0,
+        headers=json.dumps(kept, sort_keys=True), body=body, received_at=received_at or utcnow(), state=INBOX_NEW,
+        attempts=0,
     ))
     if res.rowcount == 0:
         return None
@@ -160,9 +163,52 @@ def _open_writer(engine: Engine) -> _SQLiteWriter | None:
         return w
 
 
+SPOOLED = 0     # store_delivery's answer for a delivery kept in the spool (inbox ids start at 1)
+_spools: "weakref.WeakKeyDictionary[Engine, Mover]" = weakref.WeakKeyDictionary()
+_movers: dict[tuple[str, int], Mover] = {}     # one thread per spool folder and process
+
+
+def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
+    """Deliveries that `engine` cannot take (database.is_unavailable) go to `folder`, and from there into
+    the inbox by a thread of this process, which runs while anything waits there (from now, if an earlier
+    run left deliveries)."""
+    key = (os.path.abspath(folder), os.getpid())
+    with _writers_guard:
+        mover = _movers.get(key)
+        if mover is None:
+            mover = _movers[key] = Mover(Spool(folder), engine)
+        mover.engine = engine
+        _spools[engine] = mover
+    mover.start()           # what an earlier run of the receiver kept
+    return mover
+
+
 def store_delivery(engine: Engine, *, shop: str, topic: str, headers: dict, body: bytes,
                    delivery_id: str | None, platform: str) -> int | None:
-    """Record and commit one delivery (the webhook receivers' path); None when its delivery id was stored before."""
+    """Record and commit one delivery (the webhook receivers' path); None when its delivery id was stored
+    before, SPOOLED when the database could not be used and the delivery was kept in the spool instead."""
+    try:
+        return _store(engine, shop=shop, topic=topic, headers=headers, body=body, delivery_id=delivery_id,
+                      platform=platform)
+    except Exception as e:
+        mover = _spools.get(engine)
+        if mover is None or not database.is_unavailable(e):
+            raise
+        try:
+            path = mover.spool.put(platform=platform, shop=shop, topic=topic or "", body=body, delivery_id=delivery_id,
+                                   headers={k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS})
+        except OSError as spool_error:
+            log.error("webhook spool %s: cannot keep the delivery either: %s", mover.spool.folder, spool_error)
+            raise e from None
+        mover.start()
+        log.warning("webhook %s/%s kept in the spool as %s: the connector database cannot be used (%s); it moves "
+                    "into the inbox once the database works again", platform, shop, path.name,
+                    database.unavailable_reason(e))
+        return SPOOLED
+
+
+def _store(engine: Engine, *, shop: str, topic: str, headers: dict, body: bytes, delivery_id: str | None,
+           platform: str) -> int | None:
     writer = _sqlite_writer(engine)
     if writer is None:
         with Session(engine) as session:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import logging
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from adapters.webhook_http import json_error
-from connector import database
+from connector import database, inbox
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,26 @@ def max_body(config) -> int:
     return int(section.get("max_body", DEFAULT_MAX_BODY)) if isinstance(section, dict) else DEFAULT_MAX_BODY
 
 
+def spool_dir(config, database_url: str) -> str | None:
+    """`[receiver] spool_dir`: where deliveries go while the database cannot be used ("" for nowhere: they are
+    refused with 503 then). Default: `webhook-spool` beside a SQLite database, else under ./var/."""
+    section = (config.raw or {}).get("receiver", {}) if config is not None else {}
+    if isinstance(section, dict) and "spool_dir" in section:
+        return section["spool_dir"] or None
+    if database_url.startswith("sqlite:///") and database_url not in ("sqlite:///", "sqlite:///:memory:"):
+        return os.path.join(os.path.dirname(database_url[len("sqlite:///"):]) or ".", "webhook-spool")
+    return os.path.join("var", "webhook-spool")
+
+
 def create_receiver_app(config, engine=None) -> Flask:
     """The receiver as a Flask app; `engine` defaults to one on the connector database."""
     from connector.store import init_db, make_engine
     if engine is None:
         engine = make_engine(config.database)
         init_db(engine)
+    folder = spool_dir(config, str(engine.url))
+    if folder is not None:
+        inbox.use_spool(engine, folder)
     app = Flask("orderbridge.receiver")
     app.config.update(OB_CONFIG=config, OB_ENGINE=engine, MAX_CONTENT_LENGTH=max_body(config))
 

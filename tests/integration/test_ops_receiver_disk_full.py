@@ -1,5 +1,6 @@
-"""The receiver with its SQLite store full: no delivery is acknowledged unless stored, the log names the
-cause in one line per delivery (no traceback, no SQL), and deliveries are stored again once space returns."""
+"""The receiver with its SQLite store full and no spool (or a spool on the same full disk): no delivery is
+acknowledged unless stored, the log names the cause in one line per delivery (no traceback, no SQL), and
+deliveries are stored again once space returns."""
 from __future__ import annotations
 
 import base64
@@ -30,7 +31,7 @@ def _post(client, order_id: int):
 
 def test_a_full_store_answers_503_and_logs_one_line_per_delivery(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
-    config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"},
+    config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"}, "receiver": {"spool_dir": ""},
                         "shops": [{"name": "main", "platform": "shopify", "webhook_secret_env": "OB_SHOP_SECRET"}]})
     engine = make_engine(config.database)
     init_db(engine)

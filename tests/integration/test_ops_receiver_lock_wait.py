@@ -1,7 +1,8 @@
-"""The receiver while another process holds the SQLite write lock for long (an sqlite3 shell left in a
-transaction, a stuck import): each delivery is answered 503 while the platform still waits for the answer
-(Shopify and WooCommerce give up after 5 s), so it is retried and no server thread stays blocked; once
-the lock is let go, deliveries are stored again."""
+"""The receiver without a spool (`spool_dir = ""`) while another process holds the SQLite write lock for
+long (an sqlite3 shell left in a transaction, a stuck import): each delivery is answered 503 while the
+platform still waits for the answer (Shopify and WooCommerce give up after 5 s), so it is retried and no
+server thread stays blocked; once the lock is let go, deliveries are stored again. (With the spool, the
+default, such a delivery is kept on disk and acknowledged: tests/integration/test_receiver_spool.py.)"""
 from __future__ import annotations
 
 import sqlite3
@@ -23,7 +24,7 @@ def test_a_held_write_lock_is_answered_503_before_the_platform_gives_up(tmp_path
     assert inbox._SQLiteWriter.BUSY_SECONDS < PLATFORM_DEADLINE
     monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
     path = tmp_path / "c.db"
-    config = from_dict({"connector": {"database": f"sqlite:///{path}"},
+    config = from_dict({"connector": {"database": f"sqlite:///{path}"}, "receiver": {"spool_dir": ""},
                         "shops": [{"name": "main", "platform": "shopify", "webhook_secret_env": "OB_SHOP_SECRET"}]})
     engine = make_engine(config.database)
     init_db(engine)

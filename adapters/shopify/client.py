@@ -6,6 +6,7 @@ bucket holds its cost. Other outcomes follow one table (`ACTIONS`).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any, Callable, Mapping
 
@@ -31,6 +32,17 @@ FATAL_HINTS = {
     404: "no such shop or API version: check domain and api_version",
     423: "the shop is locked",
 }
+
+
+class QueryTooCostly(FatalAPIError):
+    """Shopify refused a query whose requested cost is above its single-query limit (MAX_COST_EXCEEDED).
+
+    `cost` is Shopify's own count of the query, `max_cost` the limit: a caller that chose the page size
+    asks again with a smaller one; for anyone else it is fatal (the same query is refused every time)."""
+
+    def __init__(self, message: str, *, cost: float, max_cost: float, body: str = ""):
+        super().__init__(message, status=200, body=body)
+        self.cost, self.max_cost = cost, max_cost
 
 
 def has_credentials(shop) -> bool:
@@ -100,7 +112,11 @@ class ShopifyClient:
                 self.pacer.observe(cost_info)
                 if cost_info.get("requestedQueryCost") is not None:
                     self.requested[name] = float(cost_info["requestedQueryCost"])
-                _raise_errors(body, name)
+                try:
+                    _raise_errors(body, name)
+                except QueryTooCostly as e:
+                    self.requested[name] = e.cost      # Shopify's price for it: the next attempt plans with it
+                    raise
                 return body.get("data") or {}
             failures += 1
             self._after_failure(status, body, name, failures, retry_after)
@@ -144,6 +160,13 @@ def _retry_after(header: str | None) -> float | None:
     return value if value is not None and 0 <= value < float("inf") else None
 
 
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _is_throttled(body: Mapping) -> bool:
     return any(((e or {}).get("extensions") or {}).get("code") == "THROTTLED" for e in body.get("errors") or ())
 
@@ -154,7 +177,15 @@ def _raise_errors(body: Mapping, name: str) -> None:
         return
     first = errors[0] if isinstance(errors, list) and errors else errors
     message = first.get("message") if isinstance(first, dict) else str(first)
-    code = ((first.get("extensions") or {}).get("code") if isinstance(first, dict) else None) or ""
-    if code in ("ACCESS_DENIED", "MAX_COST_EXCEEDED") or "access" in str(message).lower():
+    ext = (first.get("extensions") or {}) if isinstance(first, dict) else {}
+    code = ext.get("code") or ""
+    if code == "MAX_COST_EXCEEDED":
+        cost, limit = _number(ext.get("cost")), _number(ext.get("maxCost")) or 1000.0
+        if cost is None:
+            m = re.search(r"Query cost is (\d+)", str(message))
+            cost = float(m.group(1)) if m else limit + 1
+        raise QueryTooCostly(f"Shopify refused {name or 'a query'}: {str(message).splitlines()[0]}", cost=cost,
+                             max_cost=limit, body=str(errors)[:500])
+    if code == "ACCESS_DENIED" or "access" in str(message).lower():
         raise FatalAPIError(f"Shopify refused {name or 'a query'}: {message}", status=200, body=str(errors)[:500])
     raise RetriableAPIError(f"Shopify {name or 'query'} answered with errors: {message}")

@@ -10,6 +10,8 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+SHIPPING_LINES = 5          # shipping lines read per order (an order rarely has more than one)
+CHECKOUT_LINES = 20         # line items read per abandoned checkout
 MONEY = "{ shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }"
 ADDRESS = "{ firstName lastName phone address1 address2 city province zip country }"
 
@@ -33,15 +35,15 @@ query Orders($first: Int!, $after: String, $query: String, $lineItems: Int!) {{
   orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
     pageInfo {{ hasNextPage endCursor }}
     nodes {{ {ORDER_FIELDS}
-      shippingLines(first: 5) {{ nodes {{ {SHIPPING_FIELDS} }} }}
+      shippingLines(first: {SHIPPING_LINES}) {{ nodes {{ {SHIPPING_FIELDS} }} }}
       lineItems(first: $lineItems) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }}
     }}
   }}
 }}"""
 
 ORDER_LINE_ITEMS_QUERY = f"""
-query OrderLineItems($id: ID!, $after: String) {{
-  order(id: $id) {{ lineItems(first: 250, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }} }}
+query OrderLineItems($id: ID!, $after: String, $first: Int!) {{
+  order(id: $id) {{ lineItems(first: $first, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_FIELDS} }} }} }}
 }}"""
 
 ORDER_QUERY = f"""
@@ -63,11 +65,36 @@ query AbandonedCheckouts($first: Int!, $after: String, $query: String) {{
       totalPriceSet {MONEY} totalDiscountSet {MONEY} totalTaxSet {MONEY}
       customer {{ legacyResourceId email phone firstName lastName }}
       billingAddress {ADDRESS} shippingAddress {ADDRESS}
-      lineItems(first: 20) {{ nodes {{ id title quantity sku variant {{ legacyResourceId }} product {{ legacyResourceId }}
+      lineItems(first: {CHECKOUT_LINES}) {{ nodes {{ id title quantity sku variant {{ legacyResourceId }} product {{ legacyResourceId }}
         originalUnitPriceSet {MONEY} discountedTotalPriceSet {MONEY} }} }}
     }}
   }}
 }}"""
+
+# Requested cost of the queries above, by Shopify's documented rules: a scalar or enum 0, an object 1, a
+# connection 2 plus `first` times one node. A query whose requested cost is above 1000 is refused whole
+# (MAX_COST_EXCEEDED), so these must not count low: every money set is three objects (MoneyBag, its
+# shopMoney and its presentmentMoney), which is most of an order's price. Shopify's own count, read from
+# each answer, replaces these once known (poller.Poller).
+MONEY_COST = 3
+ADDRESS_COST = 1
+LINE_ITEM_COST = 1 + 1 + 1 + MONEY_COST + (1 + MONEY_COST)     # line, variant, product, unit price, an allocation
+SHIPPING_LINE_COST = 1 + 2 * MONEY_COST
+ORDER_OWN_COST = 1 + 4 * MONEY_COST + 1 + 2 * ADDRESS_COST      # order, 4 money sets, customer, 2 addresses
+CHECKOUT_NODE_COST = (1 + 3 * MONEY_COST + 1 + 2 * ADDRESS_COST
+                      + 2 + CHECKOUT_LINES * (1 + 1 + 1 + 2 * MONEY_COST))
+MAX_QUERY_COST = 1000       # Shopify's single-query limit
+
+
+def order_node_cost(line_items: int) -> int:
+    """Requested cost of one order node of ORDERS_QUERY / ORDER_QUERY with `line_items` lines asked for."""
+    return ORDER_OWN_COST + (2 + SHIPPING_LINES * SHIPPING_LINE_COST) + (2 + line_items * LINE_ITEM_COST)
+
+
+def line_items_that_fit(overhead: int, budget: int = MAX_QUERY_COST) -> int:
+    """The most line items one order node may ask for, with `overhead` points of query around it."""
+    return max(1, (budget - overhead - order_node_cost(0)) // LINE_ITEM_COST)
+
 
 PRODUCTS_QUERY = """
 query Products($ids: [ID!]!) {

@@ -92,12 +92,15 @@ OrderFetcher = Callable[[object, str], dict | None]
 
 
 def fetch_order(shop, order_id: str) -> dict | None:
+    from adapters.shopify.poller import all_line_items
     client = ShopifyClient.for_shop(shop, timeout=10, max_attempts=2)
-    li = int(shop.get("line_items_per_order", 10))
-    data = client.query(gql.ORDER_QUERY, {"id": f"gid://shopify/Order/{order_id}", "lineItems": max(li, 50)},
-                        name="Order", cost=1 + 13 + 3 * max(li, 50))
+    li = min(max(int(shop.get("line_items_per_order", 10)), 50), gql.line_items_that_fit(1))
+    data = client.query(gql.ORDER_QUERY, {"id": f"gid://shopify/Order/{order_id}", "lineItems": li},
+                        name="Order", cost=1 + gql.order_node_cost(li))
     node = data.get("order")
-    return gql.order_from_node(node, tz=gql.shop_timezone(data)) if node else None
+    if not node:
+        return None
+    return gql.order_from_node(node, line_items=all_line_items(client, node), tz=gql.shop_timezone(data))
 
 
 def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:

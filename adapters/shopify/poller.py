@@ -18,17 +18,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from adapters.shopify import graphql as gql
-from adapters.shopify.client import ShopifyClient, has_credentials
+from adapters.shopify.client import QueryTooCostly, ShopifyClient, has_credentials
 from adapters.shopify.sink import store_checkouts, store_orders
 from adapters.shopify.translate import Product
 from connector import cursors
 from connector.config import parse_duration
+from connector.errors import FatalAPIError
 
 log = logging.getLogger(__name__)
 __all__ = ["has_credentials", "poll", "Poller", "ProductCache", "products_for"]
 
 MAX_PAGE = 250              # Shopify's page size limit
-MAX_QUERY_COST = 1000       # Shopify's single-query cost limit
+MAX_QUERY_COST = gql.MAX_QUERY_COST
 RESTART_AFTER = 20_000      # Shopify stops paginating at 25,000 objects: restart the window before that
 
 
@@ -42,18 +43,57 @@ def _parse(text: str) -> datetime:
 
 # ---- page sizes ---------------------------------------------------------------------------------
 
-def order_node_cost(line_items: int) -> int:
-    """Requested cost of one order node in ORDERS_QUERY, by Shopify's rules (an object costs 1,
-    a connection 2 plus its objects): order, customer, 2 addresses, 5 shipping lines, the line items
-    with their variant and product."""
-    return 4 + (2 + 5) + (2 + 3 * line_items)
-
-
+order_node_cost = gql.order_node_cost       # Shopify's rules: graphql.py, beside the queries
 PAGE_OVERHEAD = 3       # a page query's own cost: the connection (2) and `shop { ianaTimezone }` (1)
+LINE_PAGE_OVERHEAD = 3  # OrderLineItems: the order (1) and its lineItems connection (2)
 
 
-def page_size(per_node: float, budget: float = MAX_QUERY_COST) -> int:
-    return max(1, min(MAX_PAGE, int((budget - PAGE_OVERHEAD) // max(per_node, 1))))
+def page_size(per_node: float, budget: float = MAX_QUERY_COST, overhead: float = PAGE_OVERHEAD) -> int:
+    return max(1, min(MAX_PAGE, int((budget - overhead) // max(per_node, 1))))
+
+
+def sized_query(client: ShopifyClient, name: str, per_node_estimate: float, run: Callable[[int, float], dict],
+                choose: Callable[[float], int] | None = None, overhead: float = PAGE_OVERHEAD, key: str = "") -> dict:
+    """Run a paginated query `run(first, expected cost)` with the largest page Shopify accepts.
+
+    The cost of one node is Shopify's to say: it is read off each answer (requestedQueryCost) and kept
+    in `client.requested[key + "/node"]`. A page refused as too costly (MAX_COST_EXCEEDED, which names
+    Shopify's count) is asked again at the size that count allows; only a single node over the limit is
+    an error (QueryTooCostly), for the caller to ask for less per node. `name` is the query's name given to
+    `client.query`; `key` tells apart variants whose nodes cost differently (default: the name)."""
+    key = f"{key or name}/node"
+    choose = choose or (lambda per_node: page_size(per_node, overhead=overhead))
+    while True:
+        per_node = client.requested.get(key) or per_node_estimate
+        first = choose(per_node)
+        try:
+            data = run(first, overhead + first * per_node)
+        except QueryTooCostly as e:
+            if first <= 1:
+                raise
+            learnt = (e.cost - overhead) / first
+            client.requested[key] = max(learnt, per_node * (first + 1) / first)    # always a smaller page
+            log.info("shopify %s: a page of %d costs %.0f points (limit %.0f); asking for fewer", name, first,
+                     e.cost, e.max_cost)
+            continue
+        if client.requested.get(name):
+            client.requested[key] = max(1.0, (client.requested[name] - overhead) / first)
+        return data
+
+
+def all_line_items(client: ShopifyClient, node: Mapping) -> list:
+    """The order node's line items, every page of them: an order may have more than its query asked for."""
+    lines = list(((node.get("lineItems") or {}).get("nodes")) or ())
+    info = (node.get("lineItems") or {}).get("pageInfo") or {}
+    while info.get("hasNextPage"):
+        after = info.get("endCursor")
+        data = sized_query(client, "OrderLineItems", gql.LINE_ITEM_COST, lambda first, cost: client.query(
+            gql.ORDER_LINE_ITEMS_QUERY, {"id": node["id"], "after": after, "first": first}, name="OrderLineItems",
+            cost=cost), overhead=LINE_PAGE_OVERHEAD)
+        conn = (data.get("order") or {}).get("lineItems") or {}
+        lines += conn.get("nodes") or []
+        info = conn.get("pageInfo") or {}
+    return lines
 
 
 # ---- products (optional enrichment) -------------------------------------------------------------
@@ -161,36 +201,30 @@ class Poller:
                 return total
 
     def fetch_orders(self, state: dict) -> tuple[list[dict], dict]:
-        li = int(self.shop.get("line_items_per_order", 10))
-        per_node = self.client.requested.get("Orders/node") or order_node_cost(li)
-        first = self._first(per_node)
-        data = self.client.query(gql.ORDERS_QUERY, {"first": first, "after": state.get("after"), "query": self.search(state),
-                                                    "lineItems": li}, name="Orders", cost=PAGE_OVERHEAD + first * per_node)
-        if self.client.requested.get("Orders"):
-            self.client.requested["Orders/node"] = max(1.0, (self.client.requested["Orders"] - PAGE_OVERHEAD) / first)
+        # More line items than a page asks for come through OrderLineItems (all_line_items); asking for
+        # more than one order node can hold would get every page refused.
+        li = min(max(1, int(self.shop.get("line_items_per_order", 10))), gql.line_items_that_fit(PAGE_OVERHEAD))
+        while True:
+            try:
+                data = sized_query(self.client, "Orders", order_node_cost(li), lambda first, cost: self.client.query(
+                    gql.ORDERS_QUERY, {"first": first, "after": state.get("after"), "query": self.search(state),
+                                       "lineItems": li}, name="Orders", cost=cost), choose=self._first, key=f"Orders/{li}")
+                break
+            except QueryTooCostly as e:
+                if li <= 1:
+                    raise FatalAPIError(f"{e}; even one order with one line item a page is over the limit",
+                                        status=200, body=e.body) from None
+                li = max(1, li // 2)
         conn = data.get("orders") or {}
         nodes = [n for n in conn.get("nodes") or () if n]
         tz = gql.shop_timezone(data)
-        return [self._complete(n, tz) for n in nodes], conn.get("pageInfo") or {}
-
-    def _complete(self, node: dict, tz: str | None) -> dict:
-        """The order with all its line items: more than `line_items_per_order` need extra pages."""
-        lines = list(((node.get("lineItems") or {}).get("nodes")) or ())
-        info = (node.get("lineItems") or {}).get("pageInfo") or {}
-        while info.get("hasNextPage"):
-            data = self.client.query(gql.ORDER_LINE_ITEMS_QUERY, {"id": node["id"], "after": info.get("endCursor")},
-                                     name="OrderLineItems", cost=2 + 250 * 3 + 1)
-            conn = (data.get("order") or {}).get("lineItems") or {}
-            lines += conn.get("nodes") or []
-            info = conn.get("pageInfo") or {}
-        return gql.order_from_node(node, line_items=lines, tz=tz)
+        return [gql.order_from_node(n, line_items=all_line_items(self.client, n), tz=tz) for n in nodes], \
+            conn.get("pageInfo") or {}
 
     def fetch_checkouts(self, state: dict) -> tuple[list[dict], dict]:
-        per_node = 4 + 2 + 20 * 3
-        first = self._first(per_node)
-        data = self.client.query(gql.CHECKOUTS_QUERY,
-                                 {"first": first, "after": state.get("after"), "query": self.search(state)},
-                                 name="AbandonedCheckouts", cost=PAGE_OVERHEAD + first * per_node)
+        data = sized_query(self.client, "AbandonedCheckouts", gql.CHECKOUT_NODE_COST, lambda first, cost: self.client.query(
+            gql.CHECKOUTS_QUERY, {"first": first, "after": state.get("after"), "query": self.search(state)},
+            name="AbandonedCheckouts", cost=cost), choose=self._first)
         conn = data.get("abandonedCheckouts") or {}
         tz = gql.shop_timezone(data)
         return [gql.checkout_from_node(n, tz) for n in conn.get("nodes") or () if n], conn.get("pageInfo") or {}

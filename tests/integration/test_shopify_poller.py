@@ -111,8 +111,10 @@ def test_interrupted_poll_resumes_from_the_last_committed_page(engine, make_shop
         assert state["until"] == "2026-02-01T00:00:00Z" and state["after"]
         served_before = fake.stats["served"]
         assert poll(engine, shop, now=NOW + timedelta(hours=1)) == 100 - done
-        # pages of 23: pages 3, 4 and 5 of the interrupted window, then one (empty) page of the next window
-        assert fake.stats["served"] - served_before == 4
+        # a first page of 6 at the estimated cost, then pages of 23 at the cost this fake reports: 6 + 23 were
+        # committed; the resumed window takes 6, 23, 23 and 19, then one (empty) page of the next window
+        assert done == 29
+        assert fake.stats["served"] - served_before == 5
     ids = [r.external_order_id for r in rows(engine)]
     assert len(ids) == len(set(ids)) == 100
 

@@ -48,7 +48,58 @@ def process(session: Session, delivery, shop) -> str | None:
     handler = HANDLERS.get(topic)
     if handler is None:
         return f"topic {topic or '(none)'!r} is stored but not translated into orders"
-    return handler(session, delivery, shop, _json(delivery))
+    payload = _json(delivery)
+    store = other_store(delivery, shop, payload)
+    if store is None:
+        return handler(session, delivery, shop, payload)
+    reason = (f"delivery for the store {store}, not {_domain(shop.get('domain'))} (domain of shop {shop.name!r}): "
+              "left alone; the app is installed on that store too. Give it its own [[shops]] table and webhook "
+              "URL, or uninstall the app there")
+    if topic in ("shop/redact", "customers/redact"):
+        # What that store sent here was never used, but it is held: its redaction applies to it.
+        match = CustomerMatch(shop, payload) if topic == "customers/redact" else None
+        n = _erase_deliveries(session, shop, match, f"erased on Shopify {topic} of {store}", store)
+        _scrub_self(session, delivery)
+        reason += f"; its {n} webhook deliveries held here erased"
+    return reason
+
+
+_DOMAIN_HEADERS = ("x-shopify-shop-domain", "shopify-shop-domain")
+_MYSHOPIFY = ".myshopify.com"
+
+
+def _domain(value) -> str | None:
+    text = str(value or "").strip().lower()
+    for prefix in ("https://", "http://"):
+        text = text.removeprefix(prefix)
+    return text.rstrip("/") or None
+
+
+def delivery_store(headers) -> str | None:
+    """The store a delivery names in X-Shopify-Shop-Domain (the stored headers, JSON or a dict)."""
+    if isinstance(headers, (str, bytes)):
+        try:
+            headers = json.loads(headers or "{}")
+        except ValueError:
+            return None
+    if not isinstance(headers, dict):
+        return None
+    return next((_domain(v) for k, v in headers.items() if k.lower() in _DOMAIN_HEADERS and _domain(v)), None)
+
+
+def other_store(delivery, shop, payload: Mapping) -> str | None:
+    """The store a delivery is for when that is not `shop`, else None. An app's webhooks are signed with
+    its client secret, the same for every store it is installed on, and app-wide subscriptions
+    (shopify.app.toml, the compliance webhooks) have one URL for all of them: a signature proves the app,
+    not the store. The store is named by X-Shopify-Shop-Domain, and by `shop_domain` in compliance bodies
+    (always the `.myshopify.com` name); compared with the shop's `domain` when that is a `.myshopify.com`
+    name too (a storefront domain there cannot be compared, and nothing is refused for it)."""
+    ours = _domain(shop.get("domain"))
+    if not ours or not ours.endswith(_MYSHOPIFY):
+        return None
+    named = {delivery_store(delivery.headers), _domain(payload.get("shop_domain"))}
+    theirs = sorted(d for d in named - {None, ours} if d.endswith(_MYSHOPIFY))
+    return theirs[0] if theirs else None
 
 
 # ---- orders and checkouts ----------------------------------------------------------------------
@@ -182,12 +233,8 @@ def erase(session: Session, shop, match: CustomerMatch | None, reason: str) -> t
     Inbox bodies and headers are replaced; outbox payloads lose their contact fields, and versions
     not yet sent are failed, since sending them would re-export the data. Returns (inbox, outbox) counts.
     """
-    n_in = n_out = 0
-    rows = session.execute(select(_INBOX.c.id, _INBOX.c.body).where(_INBOX.c.platform == "shopify", _INBOX.c.shop == shop.name))
-    hit = [r.id for r in rows if match is None or match.matches(_load(r.body))]
-    for start in range(0, len(hit), 500):
-        n_in += session.execute(update(_INBOX).where(_INBOX.c.id.in_(hit[start:start + 500])).values(
-            body=REDACTED_BODY, headers="{}", state=INBOX_IGNORED, error=reason)).rowcount
+    n_out = 0
+    n_in = _erase_deliveries(session, shop, match, reason)
     rows = session.execute(select(_OUTBOX.c.id, _OUTBOX.c.payload, _OUTBOX.c.state, _OUTBOX.c.external_order_id)
                            .where(_OUTBOX.c.shop == shop.name))
     for r in list(rows):
@@ -202,6 +249,19 @@ def erase(session: Session, shop, match: CustomerMatch | None, reason: str) -> t
         if match is None or match.matches(_load(r.payload)):
             session.execute(update(_COMPLIANCE).where(_COMPLIANCE.c.id == r.id).values(payload=_masked(_load(r.payload))))
     return n_in, n_out
+
+
+def _erase_deliveries(session: Session, shop, match: CustomerMatch | None, reason: str, store: str | None = None) -> int:
+    """Replace the bodies and headers of the shop's inbox deliveries (of one customer, or all of them; with
+    `store`, only those another store sent here, named in their X-Shopify-Shop-Domain)."""
+    n, rows = 0, session.execute(select(_INBOX.c.id, _INBOX.c.body, _INBOX.c.headers)
+                                 .where(_INBOX.c.platform == "shopify", _INBOX.c.shop == shop.name))
+    hit = [r.id for r in rows if (store is None or delivery_store(r.headers) == store)
+           and (match is None or match.matches(_load(r.body)))]
+    for start in range(0, len(hit), 500):
+        n += session.execute(update(_INBOX).where(_INBOX.c.id.in_(hit[start:start + 500])).values(
+            body=REDACTED_BODY, headers="{}", state=INBOX_IGNORED, error=reason)).rowcount
+    return n
 
 
 def on_data_request(session: Session, delivery, shop, payload: dict) -> str | None:

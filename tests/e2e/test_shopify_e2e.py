@@ -36,7 +36,8 @@ def up(tmp_path):
     port = free_port()
     (tmp_path / "orderbridge.toml").write_text(
         '[daemon]\nflush_every = "300ms"\n\n'
-        '[[shops]]\nname = "main"\nplatform = "shopify"\ndomain = "e2e.myshopify.com"\nwebhook_secret_env = "E2E_SHOPIFY_SECRET"\n')
+        # the store FakeShopify.send_webhook names in X-Shopify-Shop-Domain: another store's deliveries are left alone
+        '[[shops]]\nname = "main"\nplatform = "shopify"\ndomain = "fake.myshopify.com"\nwebhook_secret_env = "E2E_SHOPIFY_SECRET"\n')
     env = {**os.environ, "ORDERBRIDGE_API_KEY": KEY, "E2E_SHOPIFY_SECRET": SECRET}
     log = open(tmp_path / "up.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "--config", str(tmp_path / "orderbridge.toml"), "up",

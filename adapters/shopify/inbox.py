@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Callable, Mapping
 
 from sqlalchemy import select, update
@@ -104,12 +106,39 @@ def other_store(delivery, shop, payload: Mapping) -> str | None:
 
 # ---- orders and checkouts ----------------------------------------------------------------------
 
+# The inbox job calls the Admin API inside its transaction, which on SQLite holds the database's write
+# lock (daemon/jobs._next_new): every webhook received meanwhile waits for it before it is stored and
+# answered, and Shopify gives up on a delivery after 5 s. So an API call made here gets a hard deadline,
+# one attempt, and no wait for the cost bucket (the poll may have just emptied it): when it cannot answer
+# in time, the order goes without product details and a refund relies on Shopify's orders/updated.
+API_DEADLINE = 1.5          # seconds
+_API_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shopify-inbox-api")
+
+
+def _inbox_client(shop) -> ShopifyClient:
+    return ShopifyClient.for_shop(shop, timeout=API_DEADLINE, max_attempts=1, max_throttled=0)
+
+
+def _within_deadline(call: Callable[[], object]):
+    """call() on a worker thread; its result, or TimeoutError when it has not answered by API_DEADLINE (it
+    then finishes on its own: a product look-up still fills the cache for the next order)."""
+    future = _API_CALLS.submit(call)
+    try:
+        return future.result(timeout=API_DEADLINE)
+    except FuturesTimeout:
+        raise TimeoutError(f"no answer within {API_DEADLINE:g}s") from None
+
+
 def _products(shop, payload: dict):
     """Product details for the payload's lines when the shop has API credentials (never blocks an order)."""
     if not has_credentials(shop) or not shop.get("enrich_products", True):
         return {}
     from adapters.shopify.poller import products_for
-    return products_for(shop, lambda: ShopifyClient.for_shop(shop, timeout=5, max_attempts=1), [payload])
+    try:
+        return _within_deadline(lambda: products_for(shop, lambda: _inbox_client(shop), [payload]))
+    except TimeoutError as e:
+        log.warning("shop %s: product details %s; the order goes without url/image", shop.name, e)
+        return {}
 
 
 def on_order(session: Session, delivery, shop, payload: dict) -> str | None:
@@ -142,9 +171,9 @@ def on_checkout(session: Session, delivery, shop, payload: dict) -> str | None:
 OrderFetcher = Callable[[object, str], dict | None]
 
 
-def fetch_order(shop, order_id: str) -> dict | None:
+def fetch_order(shop, order_id: str, client: ShopifyClient | None = None) -> dict | None:
     from adapters.shopify.poller import all_line_items
-    client = ShopifyClient.for_shop(shop, timeout=10, max_attempts=2)
+    client = client or ShopifyClient.for_shop(shop, timeout=10, max_attempts=2)
     li = min(max(int(shop.get("line_items_per_order", 10)), 50), gql.line_items_that_fit(1))
     data = client.query(gql.ORDER_QUERY, {"id": f"gid://shopify/Order/{order_id}", "lineItems": li},
                         name="Order", cost=1 + gql.order_node_cost(li))
@@ -162,8 +191,8 @@ def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:
         return (f"refund of order {order_id} recorded; without API credentials (domain, access_token_env) the "
                 "order's new state comes with Shopify's orders/updated")
     try:
-        order = fetch_order(shop, str(order_id))
-    except (RetriableAPIError, FatalAPIError) as e:
+        order = _within_deadline(lambda: fetch_order(shop, str(order_id), _inbox_client(shop)))
+    except (RetriableAPIError, FatalAPIError, TimeoutError) as e:
         return f"refund of order {order_id} recorded; the order could not be fetched ({e}): orders/updated brings the change"
     if order is None:
         return f"refund of order {order_id}: the order is not readable through the API"

@@ -69,7 +69,14 @@ def check_scopes(client: ShopifyClient, progress: bool) -> tuple[bool, str | Non
 
 
 def start(client: ShopifyClient, search: str) -> str:
-    data = client.query(gql.BULK_RUN, {"query": gql.bulk_orders_query(search)}, name="Run", cost=10)
+    query = gql.bulk_orders_query(search)
+    try:
+        data = client.query(gql.BULK_RUN_GROUPED, {"query": query, "groupObjects": True}, name="Run", cost=10)
+    except RetriableAPIError as e:
+        if "groupObjects" not in str(e):
+            raise
+        # an API version before 2025-10: no such argument, and the output is grouped anyway
+        data = client.query(gql.BULK_RUN, {"query": query}, name="Run", cost=10)
     payload = data.get("bulkOperationRunQuery") or {}
     errors = payload.get("userErrors") or []
     if errors or not payload.get("bulkOperation"):
@@ -102,7 +109,8 @@ def orders_from_jsonl(lines: Iterable[str], tz: str | None = None) -> Iterator[t
                 yield n - 1, gql.order_from_node(current, lines_of, ships, tz)
             current, lines_of, ships = row, [], []
         elif current is None or parent != current.get("id"):
-            raise ValueError(f"JSONL line {n}: child of {parent} does not follow its parent")
+            raise ValueError(f"JSONL line {n}: child of {parent} does not follow its parent: the bulk result is "
+                             "not grouped by order (bulkOperationRunQuery groupObjects)")
         elif "/ShippingLine/" in str(row.get("id")):
             ships.append(row)
         else:

@@ -116,6 +116,14 @@ mutation Run($query: String!) {
   bulkOperationRunQuery(query: $query) { bulkOperation { id status } userErrors { field message } }
 }"""
 
+# From 2026-01 a bulk query's output is not grouped unless asked for (`groupObjects` defaults to false:
+# Shopify changelog 2025-10-29): a line item's row no longer follows its order. The backfill reads orders
+# as they stream, so it asks for grouping; versions before 2025-10 know no such argument (and group).
+BULK_RUN_GROUPED = """
+mutation Run($query: String!, $groupObjects: Boolean!) {
+  bulkOperationRunQuery(query: $query, groupObjects: $groupObjects) { bulkOperation { id status } userErrors { field message } }
+}"""
+
 BULK_STATUS = """
 query Bulk($id: ID!) {
   node(id: $id) { ... on BulkOperation { id status errorCode objectCount url partialDataUrl } }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Callable, Mapping
@@ -119,23 +120,25 @@ def _inbox_client(shop) -> ShopifyClient:
     return ShopifyClient.for_shop(shop, timeout=API_DEADLINE, max_attempts=1, max_throttled=0)
 
 
-def _within_deadline(call: Callable[[], object]):
-    """call() on a worker thread; its result, or TimeoutError when it has not answered by API_DEADLINE (it
-    then finishes on its own: a product look-up still fills the cache for the next order)."""
+def _within_deadline(call: Callable[[], object], until: float | None = None):
+    """call() on a worker thread; its result, or TimeoutError when it has not answered by `until` (a
+    time.monotonic() reading; default API_DEADLINE from now). It then finishes on its own: a product
+    look-up still fills the cache for the next order."""
+    wait = API_DEADLINE if until is None else max(0.1, until - time.monotonic())
     future = _API_CALLS.submit(call)
     try:
-        return future.result(timeout=API_DEADLINE)
+        return future.result(timeout=wait)
     except FuturesTimeout:
         raise TimeoutError(f"no answer within {API_DEADLINE:g}s") from None
 
 
-def _products(shop, payload: dict):
+def _products(shop, payload: Mapping, until: float | None = None):
     """Product details for the payload's lines when the shop has API credentials (never blocks an order)."""
     if not has_credentials(shop) or not shop.get("enrich_products", True):
         return {}
     from adapters.shopify.poller import products_for
     try:
-        return _within_deadline(lambda: products_for(shop, lambda: _inbox_client(shop), [payload]))
+        return _within_deadline(lambda: products_for(shop, lambda: _inbox_client(shop), [payload]), until)
     except TimeoutError as e:
         log.warning("shop %s: product details %s; the order goes without url/image", shop.name, e)
         return {}
@@ -190,13 +193,15 @@ def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:
     if not has_credentials(shop):
         return (f"refund of order {order_id} recorded; without API credentials (domain, access_token_env) the "
                 "order's new state comes with Shopify's orders/updated")
+    until = time.monotonic() + API_DEADLINE            # one deadline for the order and its product details
     try:
-        order = _within_deadline(lambda: fetch_order(shop, str(order_id), _inbox_client(shop)))
+        order = _within_deadline(lambda: fetch_order(shop, str(order_id), _inbox_client(shop)), until)
     except (RetriableAPIError, FatalAPIError, TimeoutError) as e:
         return f"refund of order {order_id} recorded; the order could not be fetched ({e}): orders/updated brings the change"
     if order is None:
         return f"refund of order {order_id}: the order is not readable through the API"
-    r = store_orders(session, shop, [order], f"webhook:{delivery.delivery_id or delivery.id}")
+    # with the product details webhooks and the poll give it, or the same order state reads as a new version
+    r = store_orders(session, shop, [order], f"webhook:{delivery.delivery_id or delivery.id}", _products(shop, order, until))
     return None if r.enqueued or r.failed else "the refund did not change the order"
 
 

@@ -62,7 +62,7 @@ query AbandonedCheckouts($first: Int!, $after: String, $query: String) {{
     pageInfo {{ hasNextPage endCursor }}
     nodes {{
       id name abandonedCheckoutUrl createdAt updatedAt completedAt taxesIncluded
-      totalPriceSet {MONEY} totalDiscountSet {MONEY} totalTaxSet {MONEY}
+      totalPriceSet {MONEY} subtotalPriceSet {MONEY} totalDiscountSet {MONEY} totalTaxSet {MONEY} totalDutiesSet {MONEY}
       customer {{ legacyResourceId email phone firstName lastName }}
       billingAddress {ADDRESS} shippingAddress {ADDRESS}
       lineItems(first: {CHECKOUT_LINES}) {{ nodes {{ id title quantity sku variant {{ legacyResourceId }} product {{ legacyResourceId }}
@@ -81,7 +81,7 @@ ADDRESS_COST = 1
 LINE_ITEM_COST = 1 + 1 + 1 + MONEY_COST + (1 + MONEY_COST)     # line, variant, product, unit price, an allocation
 SHIPPING_LINE_COST = 1 + 2 * MONEY_COST
 ORDER_OWN_COST = 1 + 4 * MONEY_COST + 1 + 2 * ADDRESS_COST      # order, 4 money sets, customer, 2 addresses
-CHECKOUT_NODE_COST = (1 + 3 * MONEY_COST + 1 + 2 * ADDRESS_COST
+CHECKOUT_NODE_COST = (1 + 5 * MONEY_COST + 1 + 2 * ADDRESS_COST
                       + 2 + CHECKOUT_LINES * (1 + 1 + 1 + 2 * MONEY_COST))
 MAX_QUERY_COST = 1000       # Shopify's single-query limit
 
@@ -278,6 +278,7 @@ def checkout_from_node(n: Mapping, tz: str | None = None) -> dict:
         "currency": ((n.get("totalPriceSet") or {}).get("shopMoney") or {}).get("currencyCode"),
         "presentment_currency": ((n.get("totalPriceSet") or {}).get("presentmentMoney") or {}).get("currencyCode"),
         "total_price": _shop_amount(n.get("totalPriceSet")), "total_price_set": _set(n.get("totalPriceSet")),
+        "subtotal_price": _shop_amount(n.get("subtotalPriceSet")), "total_duties": _shop_amount(n.get("totalDutiesSet")),
         "total_discounts": _shop_amount(n.get("totalDiscountSet")), "total_tax": _shop_amount(n.get("totalTaxSet")),
         "email": (n.get("customer") or {}).get("email"), "customer": _customer(n.get("customer")),
         "billing_address": _address(n.get("billingAddress")), "shipping_address": _address(n.get("shippingAddress")),

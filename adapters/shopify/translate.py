@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timezone
 from decimal import Decimal
 from typing import Any, Mapping
 
 from connector.errors import ConfigError
-from connector.format import STATUSES, Order, normalise_phone, parse_order
+from connector.format import STATUSES, Order, normalise_phone, parse_date, parse_order
 from connector.money import minor_unit, round_money, to_decimal
 
 
@@ -323,43 +324,74 @@ def translate_order(payload: Mapping, shop, products: Mapping[str, Product] | No
 # ---- checkouts ----------------------------------------------------------------------------------
 
 _TOKEN_IN_URL = re.compile(r"/checkouts/(?:[a-z]{2}/)?([A-Za-z0-9_-]+)/recover|/([0-9a-f]{32})(?:[/?]|$)")
+_NUMBER = re.compile(r"^#?(\d+)$")
 
 
 def checkout_key(payload: Mapping) -> str | None:
-    """The stable key of a checkout: its `token`, which webhooks (the 2026-07 sample has no `id`),
-    REST and the recovery URL all carry; the numeric `id` only when no token can be found."""
+    """The stable key of a checkout: its numeric id, the one thing webhooks, REST and the GraphQL poll all
+    carry. (GraphQL's AbandonedCheckout has no token, and on Shopify's new checkout the recovery URL holds the
+    cart token, not the checkout's.) `name` is "#" + id: the 2026-07 docs sample has no `id` but that name.
+    A checkout with neither is keyed by its token, then by the token in its recovery URL."""
+    number = _text(payload.get("id"))
+    if number and number.isdigit():
+        return number
+    m = _NUMBER.match(_text(payload.get("name")) or "")
+    if m:
+        return m.group(1)
     token = _text(payload.get("token"))
     if not token:
         m = _TOKEN_IN_URL.search(str(payload.get("abandoned_checkout_url") or ""))
         token = (m.group(1) or m.group(2)) if m else None
-    if token:
-        return token
-    return _text(payload.get("id"))
+    return token or number
+
+
+def _utc_date(*candidates: Any) -> str | None:
+    """The first readable date, in UTC. Checkout webhooks write created_at in UTC and updated_at in the
+    shop's offset, the poll writes both in the shop's: one instant must read alike whichever way it came."""
+    for c in candidates:
+        try:
+            return parse_date(c).astimezone(timezone.utc).isoformat()
+        except (ValueError, TypeError):
+            continue
+    return next((t for t in map(_text, candidates) if t), None)
+
+
+def _checkout_shipping(payload: Mapping, money: _Money) -> Decimal | None:
+    """Shipping of a checkout: total − subtotal − duties (− taxes unless included). The GraphQL
+    AbandonedCheckout has no shipping lines, so they are not read from webhooks either."""
+    total, subtotal = money.amount(payload, "total_price"), money.amount(payload, "subtotal_price")
+    if total is None or subtotal is None:
+        return None
+    rest = total - subtotal - (money.amount(payload, "total_duties") or _ZERO)
+    if not payload.get("taxes_included"):
+        rest -= money.amount(payload, "total_tax") or _ZERO
+    return rest if rest >= 0 else None
 
 
 def checkout_wire(payload: Mapping, shop, products: Mapping[str, Product] | None = None) -> dict | None:
-    """An abandoned checkout as ABANDONED_SHOPPING_CART; None when the checkout was completed."""
+    """An abandoned checkout as ABANDONED_SHOPPING_CART; None when the checkout was completed.
+
+    Only what the webhook, REST and GraphQL shapes all carry goes in, the same way from each: a poll
+    re-reading a checkout a webhook brought then enqueues nothing (another version is another event)."""
     if payload.get("completed_at"):
         return None
     key = checkout_key(payload)
     if not key:
-        raise Untranslatable("not a Shopify checkout: no token and no id")
+        raise Untranslatable("not a Shopify checkout: no id, token or recovery URL")
     currency_mode, item_mode = _options(shop)
     money = _Money(payload, currency_mode)
     lines = [li for li in payload.get("line_items") or () if isinstance(li, dict)]
-    info = {"orderNumber": _text(payload.get("name")), "checkoutToken": _text(payload.get("token")),
-            "cartToken": _text(payload.get("cart_token"))}
+    info = {"orderNumber": _text(payload.get("name"))}
     wire: dict[str, Any] = {
         "externalOrderId": f"{shop.order_id_prefix}checkout-{key}",
         "status": ABANDONED,
-        "date": _text(payload.get("created_at")) or _text(payload.get("updated_at")),
+        "date": _utc_date(payload.get("created_at"), payload.get("updated_at")),
         "currency": money.currency,
         "totalCost": money.amount(payload, "total_price"),
-        "shipping": _shipping(payload, money),
+        "shipping": _checkout_shipping(payload, money),
         "discount": money.amount(payload, "total_discounts"),
         "taxes": money.amount(payload, "total_tax"),
         "restoreUrl": _text(payload.get("abandoned_checkout_url")),
-        "deliveryMethod": next((_text(s.get("title")) for s in payload.get("shipping_lines") or () if isinstance(s, dict)), None),
         "deliveryAddress": _address(_dict(payload.get("shipping_address"))),
         "source": "online",
         "storeId": _text(shop.get("store_id")),

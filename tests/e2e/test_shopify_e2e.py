@@ -94,7 +94,7 @@ def test_signed_webhooks_reach_the_backend_once_for_the_right_contact(up):
                                     webhook_id="e2e-x", signature=sign(SECRET, CANCELLED)).status_code == 401
     # an abandoned checkout, sent last: once it is in, everything before it was processed
     assert FakeShopify.send_webhook(hook, "checkouts/create", CHECKOUT, SECRET, webhook_id="e2e-2", new_headers=True).status_code == 200
-    wait_for(lambda: events_for(up, "checkout-123123123"), 40)
+    wait_for(lambda: events_for(up, "checkout-981820079255243537"), 40)
 
     order = api(up, "/orders/6198821716268")
     order = order.get("order", order)
@@ -106,6 +106,6 @@ def test_signed_webhooks_reach_the_backend_once_for_the_right_contact(up):
     contact = api(up, f"/contacts/{event['contactId']}")
     assert contact is not None and "it@akastudio.com.hk" in json.dumps(contact)
 
-    [cart] = events_for(up, "checkout-123123123")
+    [cart] = events_for(up, "checkout-981820079255243537")
     assert cart["type"] == "orderABANDONED_SHOPPING_CART" and cart["contactId"] != event["contactId"]
     assert cart["params"]["externalCustomerId"] == "603851970716743426"

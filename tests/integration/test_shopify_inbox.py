@@ -78,7 +78,7 @@ def test_abandoned_checkout(engine):
     assert deliver(engine, "checkouts/create", CHECKOUT, "c1") is None
     [row] = outbox(engine)
     wire = json.loads(row.payload)
-    assert row.external_order_id == "checkout-123123123"
+    assert row.external_order_id == "checkout-981820079255243537"
     assert wire["status"] == "ABANDONED_SHOPPING_CART" and wire["restoreUrl"].endswith("/recover?key=example-secret-token")
 
 
@@ -149,7 +149,7 @@ def test_customer_redact_erases_that_customer_only(engine):
     assert order.state == "failed" and "customers/redact" in order.last_error
     assert "it@akastudio.com.hk" not in order.payload and "8658316394796" not in order.payload
     assert b"akastudio" not in bodies["w1"] and b"akastudio" not in bodies["x1"]
-    assert b"example@email.com" in bodies["c1"] and rows["checkout-123123123"].state == "pending"
+    assert b"example@email.com" in bodies["c1"] and rows["checkout-981820079255243537"].state == "pending"
     assert req.done_at is not None and "erased 2 webhook deliveries and 1 order versions" in req.result
 
 

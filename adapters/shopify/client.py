@@ -98,6 +98,11 @@ class ShopifyClient:
         while True:
             self.pacer.before(expected)
             status, body, retry_after = self._post(text, variables)
+            if status == 200 and not (isinstance(body, dict) and ("data" in body or "errors" in body)):
+                # A maintenance or proxy page, or an api_url that is not Shopify's: taken for an answer without
+                # data, it read as "no orders" and the poll's cursor moved past the window.
+                shown = body.get("_text", body) if isinstance(body, dict) else body
+                status, body = 0, f"not a GraphQL answer (HTTP 200): {str(shown)[:200]}"
             if status == 200 and isinstance(body, dict):
                 cost_info = (body.get("extensions") or {}).get("cost") or {}
                 if _is_throttled(body):

@@ -44,7 +44,8 @@ MAX_PHONE_DIGITS = 32
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NON_DIGITS = re.compile(r"\D+")
-_EXTENSION = re.compile(r"(?i)\s*(?:ext\.?|extension|x|#)\s*\d+\s*$")
+_CALL_PREFIX = re.compile(r"\s*00")      # written as such: `00 44…`, `0044…`, never `0 0…`
+_EXTENSION = re.compile(r"(?i)(?<=\d)\s*(?:ext\.?|extension|x|#)\s*\d+\s*$")   # after the number only
 
 
 # ---- the domain order ---------------------------------------------------------------------
@@ -97,18 +98,21 @@ def normalise_phone(value: Any) -> str | None:
 
     Written international forms become the digits one dials from abroad after `+`, so that one
     customer's phone is one contact id however a form wrote it:
-    - `+44 (0)20 7946 0958`: the `(0)` is the trunk prefix, dialled only at home → 442079460958;
-    - `0044 20 7946 0958`: `00` is the international call prefix (Europe, most of Asia and Africa) → 4420…;
-    - an extension (`ext. 12`, `x12`, `#12`) is not part of the number and is dropped.
+    - `0044 20 7946 0958`: `00` (`0011` from Australia) is the international call prefix → 4420…;
+    - `+44 (0)20 7946 0958`: the `(0)` is the trunk prefix, dialled only at home → 442079460958
+      (not after +39: Italian numbers keep their 0 from abroad);
+    - an extension after the number (`ext. 12`, `x12`, `#12`) is not part of it and is dropped.
     """
     if value is None:
         return None
     text = str(value)
-    if "(0)" in text and text.lstrip().startswith("+"):
-        text = text.replace("(0)", "", 1)
     digits = phone_digits(text)
-    if digits.startswith("00"):
-        digits = digits[2:]
+    prefix = 0
+    if digits.startswith("00") and _CALL_PREFIX.match(text):
+        prefix = 4 if digits.startswith("0011") else 2     # NANP codes never start with 1: 0011 is Australia's
+    if "(0)" in text and (prefix or text.lstrip()[:1] == "+") and not digits.startswith("39", prefix):
+        digits = phone_digits(text.replace("(0)", "", 1))
+    digits = digits[prefix:]
     return digits if len(digits) >= MIN_PHONE_DIGITS else None
 
 

@@ -84,7 +84,8 @@ def _invalid_param(e: FatalAPIError, name: str) -> bool:
         return False
     data = body.get("data") if isinstance(body, dict) else None
     params = data.get("params") if isinstance(data, dict) else None
-    return e.status == 400 and body.get("code") == "rest_invalid_param" and isinstance(params, dict) and name in params
+    # params is an object only when body is one: body.get is safe after it (a 400 may carry any JSON)
+    return e.status == 400 and isinstance(params, dict) and body.get("code") == "rest_invalid_param" and name in params
 
 
 def start_of_window(shop, newest: datetime | None, now: datetime) -> datetime:

@@ -100,3 +100,11 @@ def test_a_store_that_refuses_status_trash_is_still_polled(engine):
                    "data": {"status": 400, "params": {"per_page": "..."}}}
         with pytest.raises(FatalAPIError, match="per_page"):
             poller.poll(engine, shop_for(woo), now=NOW)
+
+
+@pytest.mark.parametrize("body", ["[]", '"x"', "null", '{"code": "rest_invalid_param", "data": []}'])
+def test_a_400_whose_json_is_not_a_refused_parameter_is_not_read_as_one(body):
+    """A proxy or plugin may answer 400 with any JSON: it is the shop's refusal to report, not a crash."""
+    assert poller._invalid_param(FatalAPIError("refused", status=400, body=body), "status") is False
+    refused = json.dumps({"code": "rest_invalid_param", "data": {"params": {"status": "no"}}})
+    assert poller._invalid_param(FatalAPIError("refused", status=400, body=refused), "status") is True

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from connector import database
-from connector.spool import Mover, Spool
+from connector.spool import Mover, Spool, database_of
 from connector.store import INBOX_NEW, InboxDelivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -175,10 +175,17 @@ def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
     key = (os.path.abspath(folder), os.getpid())
     with _writers_guard:
         mover = _movers.get(key)
-        if mover is None:
-            mover = _movers[key] = Mover(Spool(folder), engine)
+        if mover is None or mover.spool.database != database_of(engine):
+            mover = _movers[key] = Mover(Spool(folder, database_of(engine)), engine)
         mover.engine = engine
         _spools[engine] = mover
+    try:
+        others = len(mover.spool.others())
+    except OSError:
+        others = 0                          # the mover says so
+    if others:
+        log.warning("webhook spool %s: %d deliveries there were kept for another database; a receiver of that "
+                    "database moves them", mover.spool.folder, others)
     mover.start()           # what an earlier run of the receiver kept
     return mover
 
@@ -186,25 +193,37 @@ def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
 def store_delivery(engine: Engine, *, shop: str, topic: str, headers: dict, body: bytes,
                    delivery_id: str | None, platform: str) -> int | None:
     """Record and commit one delivery (the webhook receivers' path); None when its delivery id was stored
-    before, SPOOLED when the database could not be used and the delivery was kept in the spool instead."""
+    before, SPOOLED when the database could not be used and the delivery was kept in the spool instead
+    (or others wait there: it goes after them)."""
+    mover = _spools.get(engine)
+    if mover is not None and mover.busy():
+        try:
+            _spool(mover, platform, shop, topic, headers, body, delivery_id)
+            return SPOOLED
+        except OSError:
+            pass                    # the database may take it: better out of order than refused
     try:
         return _store(engine, shop=shop, topic=topic, headers=headers, body=body, delivery_id=delivery_id,
                       platform=platform)
     except Exception as e:
-        mover = _spools.get(engine)
         if mover is None or not database.is_unavailable(e):
             raise
         try:
-            path = mover.spool.put(platform=platform, shop=shop, topic=topic or "", body=body, delivery_id=delivery_id,
-                                   headers={k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS})
+            path = _spool(mover, platform, shop, topic, headers, body, delivery_id)
         except OSError as spool_error:
             log.error("webhook spool %s: cannot keep the delivery either: %s", mover.spool.folder, spool_error)
             raise e from None
-        mover.start()
         log.warning("webhook %s/%s kept in the spool as %s: the connector database cannot be used (%s); it moves "
                     "into the inbox once the database works again", platform, shop, path.name,
                     database.unavailable_reason(e))
         return SPOOLED
+
+
+def _spool(mover: Mover, platform: str, shop: str, topic: str, headers: dict, body: bytes, delivery_id: str | None):
+    path = mover.spool.put(platform=platform, shop=shop, topic=topic or "", body=body, delivery_id=delivery_id,
+                           headers={k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS})
+    mover.start()
+    return path
 
 
 def _store(engine: Engine, *, shop: str, topic: str, headers: dict, body: bytes, delivery_id: str | None,

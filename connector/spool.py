@@ -9,12 +9,15 @@ their files. A crash between the two stores a delivery twice at most, which its 
 one, the outbox's content hash) makes a no-op.
 
 One file a delivery, written under a temporary name and renamed once synced: a file with a final name
-is always whole. Receivers sharing a folder take turns to move files (an exclusive lock on `.lock`).
+is always whole. While a receiver has deliveries in the spool, new ones go there too, so that they reach
+the inbox in the order they came. Receivers sharing a folder take turns to move files (an exclusive lock
+on `.lock`); each moves only those of its own database, named in every file.
 """
 from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -26,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from connector import database
@@ -33,24 +37,36 @@ from connector import database
 log = logging.getLogger(__name__)
 
 SUFFIX = ".delivery.json"
-BAD_FOLDER = "unreadable"       # files that are not a spooled delivery: kept aside, named in the log
+BAD_FOLDER = "unreadable"       # files that cannot be stored: kept aside, named in the log
+
+
+def database_of(engine: Engine) -> str:
+    """The database a spooled delivery belongs to, without its password: receivers of other databases may
+    share a folder (two installs started from one directory), and each moves only its own deliveries."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return "sqlite:" + os.path.abspath(url.database or "")
+    return f"{url.get_backend_name()}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}"
 
 
 class Spool:
-    """The spool folder of one receiver (or several on one machine)."""
+    """The spool folder of the receivers of one database (on one machine; several may share it)."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, database: str):
         self.folder = Path(folder)
+        self.database = database
+        # the ending of this database's files: a listing tells them from another database's
+        self.suffix = f".{hashlib.sha256(database.encode()).hexdigest()[:12]}{SUFFIX}"
 
     def put(self, *, platform: str, shop: str, topic: str, headers: dict, body: bytes,
             delivery_id: str | None) -> Path:
         """Write one delivery and sync it to disk; raises OSError when it cannot be (a full disk)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        record = {"platform": platform, "shop": shop, "topic": topic, "headers": headers,
+        record = {"database": self.database, "platform": platform, "shop": shop, "topic": topic, "headers": headers,
                   "delivery_id": delivery_id, "received_at": datetime.now(timezone.utc).isoformat(),
                   "body": base64.b64encode(body).decode("ascii")}
         # the name sorts by arrival: deliveries move into the inbox in the order they came
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}{SUFFIX}"
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}{self.suffix}"
         tmp = self.folder / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -66,18 +82,24 @@ class Spool:
         return self.folder / name
 
     def waiting(self) -> list[Path]:
-        """The spooled deliveries, oldest first."""
+        """This database's spooled deliveries, oldest first (OSError when the folder cannot be read)."""
+        return [self.folder / n for n in self._names() if n.endswith(self.suffix)]
+
+    def others(self) -> list[Path]:
+        """Deliveries spooled here for other databases."""
+        return [self.folder / n for n in self._names() if not n.endswith(self.suffix)]
+
+    def _names(self) -> list[str]:
         try:
-            return sorted(p for p in self.folder.iterdir() if p.name.endswith(SUFFIX) and not p.name.startswith("."))
+            return sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX) and not n.startswith("."))
         except FileNotFoundError:
             return []
 
     def drain(self, engine: Engine) -> int:
         """Move what waits into the inbox, oldest first; returns how many were moved. Stops at the first
-        delivery the database cannot take yet (raising that error); another receiver already moving
-        files is left to it (0)."""
-        files = self.waiting()
-        if not files:
+        delivery the database cannot take now, raising that error (the next round starts there again);
+        another receiver already moving files is left to it (0)."""
+        if not self.waiting():
             return 0
         with open(self.folder / ".lock", "a") as lock:
             try:
@@ -87,15 +109,13 @@ class Spool:
             moved = 0
             for path in self.waiting():     # read again under the lock: another receiver may have moved some
                 try:
-                    record = _read(path)
+                    record = _read(path, self.database)
                 except (OSError, ValueError, KeyError, TypeError) as e:
                     self._set_aside(path, e)
                     continue
                 try:
                     _record(engine, record)
-                except Exception as e:
-                    if database.is_unavailable(e):
-                        raise                   # tried again later, from this file on
+                except (DataError, IntegrityError) as e:
                     self._set_aside(path, e)    # the database refuses this one delivery: it must not hold the rest
                     continue
                 path.unlink(missing_ok=True)
@@ -112,8 +132,10 @@ class Spool:
                   path.name, database.unavailable_reason(error), bad)
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path, db: str) -> dict:
     record = json.loads(path.read_bytes())
+    if record["database"] != db:
+        raise ValueError(f"it was spooled for {record['database']}")
     record["body"] = base64.b64decode(record["body"], validate=True)
     record["received_at"] = datetime.fromisoformat(record["received_at"])
     for key in ("platform", "shop", "topic"):
@@ -152,7 +174,7 @@ class Mover:
     def __init__(self, spool: Spool, engine: Engine):
         self.spool = spool
         self.engine = engine
-        self._warned = -self.WARN_EVERY
+        self._warned: dict[str, float] = {}
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -164,39 +186,60 @@ class Mover:
     def engine(self, engine: Engine) -> None:
         self._engine = weakref.ref(engine)      # the receiver's own: this thread must not keep it alive
 
+    def busy(self) -> bool:
+        """True while this process has deliveries in the spool: new ones go there too, so that deliveries
+        reach the inbox in the order they came (an order.deleted spooled, then its order.restored stored
+        directly, would otherwise end cancelled)."""
+        return self._thread is not None
+
     def start(self) -> None:
         """Make sure the thread runs if anything waits (a no-op while it runs)."""
         with self._guard:
-            if self._thread is None and self.spool.waiting():
+            if self._thread is None and self._has_work():
                 self._thread = threading.Thread(target=self._run, name="webhook-spool", daemon=True)
                 self._thread.start()
 
+    def _has_work(self) -> bool:
+        try:
+            return bool(self.spool.waiting())
+        except OSError as e:
+            self._warn("folder", "webhook spool %s cannot be read: %s; deliveries kept there wait", self.spool.folder, e)
+            return False
+
     def _run(self) -> None:
-        while True:
-            self.once()
+        try:
+            while self.engine is not None:      # its receiver gone: the next one to use this folder moves them
+                self.once()
+                with self._guard:
+                    # checked under the guard that `start` takes after a put: a file spooled now is seen here,
+                    # or `start` finds no thread and starts one
+                    if not self._has_work():
+                        self._thread = None
+                        return
+                time.sleep(self.EVERY)
+        finally:
             with self._guard:
-                # checked under the guard that `start` takes after a put: a file spooled now is seen here,
-                # or `start` finds no thread and starts one
-                if not self.spool.waiting() or self.engine is None:
+                if self._thread is threading.current_thread():
                     self._thread = None
-                    return
-            time.sleep(self.EVERY)
 
     def once(self) -> int:
         """One round: what waits, into the inbox; returns how many moved."""
         engine = self.engine
         if engine is None:
-            return 0                # its receiver is gone; the next one to use this folder moves them
+            return 0
         try:
             moved = self.spool.drain(engine)
         except Exception as e:      # noqa: BLE001 - a thread that dies would leave deliveries on disk unseen
-            now = time.monotonic()
-            if now - self._warned >= self.WARN_EVERY:
-                self._warned = now
-                reason = database.unavailable_reason(e) if database.is_unavailable(e) else repr(e)
-                log.warning("webhook spool %s: %d deliveries wait for the connector database (%s); tried again "
-                            "every %gs", self.spool.folder, len(self.spool.waiting()), reason, self.EVERY)
+            reason = database.unavailable_reason(e) if database.is_unavailable(e) else repr(e)
+            self._warn("drain", "webhook spool %s: deliveries wait for the connector database (%s); tried again "
+                       "every %gs", self.spool.folder, reason, self.EVERY)
             return 0
         if moved:
             log.info("webhook spool %s: %d deliveries moved into the inbox", self.spool.folder, moved)
         return moved
+
+    def _warn(self, kind: str, message: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._warned.get(kind, -self.WARN_EVERY) >= self.WARN_EVERY:
+            self._warned[kind] = now
+            log.warning(message, *args)

@@ -109,12 +109,21 @@ def _stop_runs(conn, contact_id: int, now: datetime, what: str, messages: dict) 
     failed (the runner sends only what is still `sending`), its runs in progress stop (their timers are
     cancelled), and its messages take `messages` (blanked or unlinked).
 
-    Messages first, then runs: the runner records a send's outcome in that order too, so the two never
-    wait on each other (a deadlock on PostgreSQL)."""
+    First, its runs in progress are locked FOR KEY SHARE, in id order as the executor locks them: this waits
+    for a worker's batch that holds one of them (FOR UPDATE) while it records a message, not yet committed,
+    that the message update below could not see (it went out to the erased address), and keeps the next
+    batch from recording one until this transaction ends. KEY SHARE, not a stronger lock: the runner's
+    record_on_path (message → step → run, FOR NO KEY UPDATE) is not kept waiting by it, so the message
+    update, which may wait for that runner, cannot close a circle (a deadlock on PostgreSQL).
+
+    Then messages, then runs: the runner records a send's outcome in that order too, so the two never
+    wait on each other."""
     from backend.workflows import storage as wf
     from backend.workflows.intake import cancel_pending
     from backend.workflows.runner import record_on_path
     runs, m = wf.runs, wf.messages
+    conn.execute(select(runs.c.id).where(runs.c.contact_id == contact_id, runs.c.state == wf.IN_PROGRESS)
+                 .order_by(runs.c.id).with_for_update(read=True, key_share=True)).all()   # FOR KEY SHARE
     note = f"not sent: the contact was {what} before it went out"
     unsent = conn.execute(update(m).where(m.c.contact_id == contact_id, m.c.status == wf.SENDING, m.c.sent_at.is_(None))
                           .values(status=wf.MSG_FAILED, error=note).returning(m.c.id)).scalars().all()

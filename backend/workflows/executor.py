@@ -266,6 +266,8 @@ def claim(conn: Connection, now: datetime, worker: str, limit: int) -> list:
 
 
 def _load_runs(conn: Connection, ids: set[int]) -> dict[int, Run]:
+    # FOR UPDATE, not NO KEY UPDATE: a contact's delete/erase (backend.api._stop_runs) waits on it with KEY
+    # SHARE for the messages this batch records, and keeps the next batch from recording one meanwhile.
     r = t.runs.c
     rows = conn.execute(select(r.id, r.workflow_id, r.event_id, r.key, r.contact_id, r.state, r.context, r.error)
                         .where(r.id.in_(sorted(ids))).order_by(r.id).with_for_update()).all()

@@ -138,7 +138,7 @@ def _products(shop, payload: Mapping, until: float | None = None):
         return {}
     from adapters.shopify.poller import products_for
     try:
-        return _within_deadline(lambda: products_for(shop, lambda: _inbox_client(shop), [payload]), until)
+        return _within_deadline(lambda: products_for(shop, lambda: _inbox_client(shop), [payload], quick=True), until)
     except TimeoutError as e:
         log.warning("shop %s: product details %s; the order goes without url/image", shop.name, e)
         return {}

@@ -101,24 +101,33 @@ def all_line_items(client: ShopifyClient, node: Mapping) -> list:
 @dataclass
 class ProductCache:
     """Product url/image/category/description by product id, kept for `ttl` seconds. After a failed
-    look-up it rests for `pause` seconds, so an unreachable API never slows every order down."""
+    look-up it rests for `pause` seconds, so an unreachable API never slows every order down.
+
+    A `quick` look-up (the webhook path: one attempt, a short deadline, no wait for the cost bucket)
+    fails whenever the bucket is briefly empty; it then rests the quick path only, or the poll's orders
+    would go without details for a minute and go out again once they have them."""
 
     ttl: float = 3600.0
     pause: float = 60.0
     clock: Callable[[], float] = time.monotonic
     items: dict[str, tuple[float, Product]] = field(default_factory=dict)
     resting_until: float = 0.0
+    quick_resting_until: float = 0.0
 
-    def lookup(self, client_of: Callable[[], ShopifyClient], ids: Iterable[str]) -> dict[str, Product]:
+    def lookup(self, client_of: Callable[[], ShopifyClient], ids: Iterable[str], quick: bool = False) -> dict[str, Product]:
         now = self.clock()
         wanted = {str(i) for i in ids if i}
         missing = [i for i in wanted if i not in self.items or self.items[i][0] < now]
-        if missing and now >= self.resting_until:
+        if missing and now >= (self.quick_resting_until if quick else self.resting_until):
             try:
                 self._fetch(client_of(), missing, now)
             except Exception as e:   # noqa: BLE001 - enrichment never blocks an order
-                self.resting_until = now + self.pause
-                log.warning("product details unavailable (%s); orders go without url/image for %.0fs", e, self.pause)
+                if quick:
+                    self.quick_resting_until = now + self.pause
+                else:
+                    self.resting_until = now + self.pause
+                log.warning("product details unavailable (%s); %s go without url/image for %.0fs", e,
+                            "webhook orders" if quick else "orders", self.pause)
         return {i: self.items[i][1] for i in wanted if i in self.items}
 
     def _fetch(self, client: ShopifyClient, missing: list[str], now: float) -> None:
@@ -138,14 +147,16 @@ class ProductCache:
 _PRODUCT_CACHES: dict[str, ProductCache] = {}
 
 
-def products_for(shop, client_of: Callable[[], ShopifyClient], payloads: Iterable[Mapping]) -> dict[str, Product]:
-    """Product details for the lines of `payloads` (one cache per shop and process); {} when turned off."""
+def products_for(shop, client_of: Callable[[], ShopifyClient], payloads: Iterable[Mapping],
+                 quick: bool = False) -> dict[str, Product]:
+    """Product details for the lines of `payloads` (one cache per shop and process); {} when turned off.
+    `quick`: the client makes one short attempt (ProductCache)."""
     if not shop.get("enrich_products", True):
         return {}
     ids = {str(li.get("product_id")) for p in payloads for li in p.get("line_items") or () if li.get("product_id")}
     if not ids:
         return {}
-    return _PRODUCT_CACHES.setdefault(shop.name, ProductCache()).lookup(client_of, ids)
+    return _PRODUCT_CACHES.setdefault(shop.name, ProductCache()).lookup(client_of, ids, quick)
 
 
 # ---- scans --------------------------------------------------------------------------------------

@@ -56,15 +56,22 @@ def process(session: Session, delivery, shop) -> str | None:
     if store is None:
         return handler(session, delivery, shop, payload)
     reason = (f"delivery for the store {store}, not {_domain(shop.get('domain'))} (domain of shop {shop.name!r}): "
-              "left alone; the app is installed on that store too. Give it its own [[shops]] table and webhook "
-              "URL, or uninstall the app there")
+              "left alone. If that is this shop's .myshopify.com name, correct `domain` and replay this delivery; "
+              "if the app is installed on that store too, give it its own [[shops]] table and webhook URL, or "
+              "uninstall the app there")
     if topic in ("shop/redact", "customers/redact"):
         # What that store sent here was never used, but it is held: its redaction applies to it.
         match = CustomerMatch(shop, payload) if topic == "customers/redact" else None
         n = _erase_deliveries(session, shop, match, f"erased on Shopify {topic} of {store}", store)
         _scrub_self(session, delivery)
-        reason += f"; its {n} webhook deliveries held here erased"
-    return reason
+        return reason + f"; its {n} webhook deliveries held here erased"
+    # Failed, not ignored: a `domain` with a typo (or a store renamed since) would otherwise drop every
+    # order without a word; failed, it is counted, logged, and replayed once the config is right.
+    raise DeliveryForAnotherStore(reason)
+
+
+class DeliveryForAnotherStore(Exception):
+    """A validly signed delivery whose X-Shopify-Shop-Domain (or shop_domain) names another store."""
 
 
 _DOMAIN_HEADERS = ("x-shopify-shop-domain", "shopify-shop-domain")

@@ -15,7 +15,7 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.shopify.inbox import process
+from adapters.shopify.inbox import DeliveryForAnotherStore, process
 from connector.config import from_dict
 from connector.inbox import mark, record_delivery
 from connector.store import ComplianceRequest, InboxDelivery, OutboxRow
@@ -40,8 +40,12 @@ def deliver(engine, topic: str, payload: dict, webhook_id: str, domain: str | No
         new_id = record_delivery(s, platform="shopify", shop="main", topic=topic, headers=headers,
                                  body=json.dumps(payload).encode(), delivery_id=webhook_id)
         s.commit()
-        reason = process(s, s.get(InboxDelivery, new_id), shop())
-        mark(s, new_id, "ignored" if reason else "done", reason)
+        try:
+            reason = process(s, s.get(InboxDelivery, new_id), shop())
+            state = "ignored" if reason else "done"
+        except DeliveryForAnotherStore as e:       # the inbox job marks it failed, for a replay
+            reason, state = str(e), "failed"
+        mark(s, new_id, state, reason)
         s.commit()
         return reason
 
@@ -84,8 +88,10 @@ def test_customer_redact_of_another_store_erases_nothing_here(engine):
 
 def test_orders_of_another_store_are_not_taken_for_this_shops(engine):
     reason = deliver(engine, "orders/cancelled", CANCELLED, "w2", THEIRS)
-    assert reason and THEIRS in reason
+    assert reason and THEIRS in reason and "replay" in reason
     assert outbox(engine) == []
+    with Session(engine) as s:
+        assert s.scalar(select(InboxDelivery.state).where(InboxDelivery.delivery_id == "w2")) == "failed"
 
 
 def test_this_stores_own_deliveries_still_apply(engine):
@@ -129,3 +135,22 @@ def test_the_other_stores_redaction_erases_what_it_sent_here_and_nothing_of_ours
         bodies = {d.delivery_id: bytes(d.body) for d in s.scalars(select(InboxDelivery))}
     assert b"dev-buyer" not in bodies["theirs"] and b"akastudio" in bodies["ours"]
     assert [r.state for r in outbox(engine)] == ["pending"]
+
+
+def test_a_domain_typo_fails_the_deliveries_for_a_replay_instead_of_dropping_them(engine, caplog):
+    """A webhook-only shop never used `domain` before this check: a typo there (or a store renamed since)
+    must not drop every order without a word. The inbox job fails such a delivery, logs it, and a replay
+    after the fix enqueues the order."""
+    from daemon import jobs
+    typo = from_dict({"shops": [{"name": "main", "platform": "shopify", "domain": "main-stor.myshopify.com"}]})
+    with Session(engine) as s:
+        record_delivery(s, platform="shopify", shop="main", topic="orders/cancelled",
+                        headers={"X-Shopify-Shop-Domain": OURS}, body=json.dumps(CANCELLED).encode(), delivery_id="t1")
+        s.commit()
+    assert jobs.process_one(jobs.Runtime(typo, engine, flusher=None)) == "failed"
+    assert any("correct `domain` and replay" in r.getMessage() for r in caplog.records)
+    assert outbox(engine) == []
+    fixed = from_dict({"shops": [{"name": "main", "platform": "shopify", "domain": OURS}]})
+    assert len(jobs.replay_inbox(engine, None)) == 1
+    assert jobs.process_one(jobs.Runtime(fixed, engine, flusher=None)) == "done"
+    assert len(outbox(engine)) == 1

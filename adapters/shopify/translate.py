@@ -345,6 +345,14 @@ def checkout_key(payload: Mapping) -> str | None:
     return token or number
 
 
+def earlier_checkout_keys(payload: Mapping) -> list[str]:
+    """The keys a checkout had before it was keyed by its id: its token (webhooks) and the token in its
+    recovery URL (the poll). A checkout open across that upgrade keeps the key it was first sent under."""
+    m = _TOKEN_IN_URL.search(str(payload.get("abandoned_checkout_url") or ""))
+    keys = [_text(payload.get("token")), (m.group(1) or m.group(2)) if m else None]
+    return list(dict.fromkeys(k for k in keys if k))
+
+
 def _utc_date(*candidates: Any) -> str | None:
     """The first readable date, in UTC. Checkout webhooks write created_at in UTC and updated_at in the
     shop's offset, the poll writes both in the shop's: one instant must read alike whichever way it came."""

@@ -129,3 +129,28 @@ def test_a_polled_shop_sends_one_abandoned_cart_per_checkout(engine, monkeypatch
     with Session(engine) as s:
         rows = s.scalars(select(OutboxRow)).all()
     assert [r.external_order_id for r in rows] == ["checkout-35374569160817"]
+
+
+@pytest.mark.parametrize("earlier", ["token", "recovery URL"])
+def test_a_checkout_open_across_the_upgrade_keeps_the_key_it_was_sent_under(engine, earlier):
+    """Before checkouts were keyed by id, a webhook keyed one by its token and the poll by the token in
+    its recovery URL. A checkout sent that way and updated after the upgrade must stay one abandoned cart,
+    not become a second one (and a second reminder to its buyer)."""
+    from connector.outbox import Version, enqueue
+    old_key = "checkout-" + ("84ad78572dae52a8cbea7d55371afe89" if earlier == "token"
+                             else "Z2NwLXVzLWVhc3QxOjAxSkJaTUVRSjgzNUJUN1BTNjEzRFdRUFFQ")
+    sent = translate_checkout({**CREATED, "email": "buyer@example.com"}, shop())
+    with Session(engine) as s:             # what the earlier version of orderbridge enqueued
+        enqueue(s, [Version("main", {**sent.wire, "externalOrderId": old_key})])
+        s.commit()
+    update = {**CREATED, "email": "buyer@example.com", "updated_at": "2024-11-05T21:40:00-05:00",
+              "total_price": "700.00", "subtotal_price": "700.00"}       # the buyer came back and changed the cart
+    with Session(engine) as s:
+        i = record_delivery(s, platform="shopify", shop="main", topic="checkouts/update", headers={},
+                            body=json.dumps(update).encode(), delivery_id="after-upgrade")
+        s.commit()
+        assert process(s, s.get(InboxDelivery, i), shop()) is None
+        mark(s, i, "done")
+        s.commit()
+        keys = [r.external_order_id for r in s.scalars(select(OutboxRow).order_by(OutboxRow.id))]
+    assert keys == [old_key, old_key]

@@ -37,7 +37,7 @@ MONEY = 3                                   # MoneyBag + shopMoney + presentment
 ORDER_OWN = 1 + 4 * MONEY + 1 + 2           # order, 4 money sets, customer, 2 addresses
 SHIPPING_LINE = 1 + 2 * MONEY               # the line, its original and discounted price sets
 LINE_ITEM = 1 + 1 + 1 + MONEY + (1 + MONEY)  # line, variant, product, unit price, a discount allocation
-CHECKOUT_OWN = 1 + 3 * MONEY + 1 + 2
+CHECKOUT_OWN = 1 + 5 * MONEY + 1 + 2       # checkout, 5 money sets (total, subtotal, discount, tax, duties), customer, 2 addresses
 CHECKOUT_LINE = 1 + 1 + 1 + 2 * MONEY
 
 

@@ -1,6 +1,7 @@
 """`orderbridge outbox`: inspect and repair the outbox (and the inbox's failed deliveries)."""
 from __future__ import annotations
 
+import os
 import sys
 
 HELP = "inspect and repair the outbox: status | failed | requeue ID...|--all-failed | inbox-failed | replay ID...|--all-failed"
@@ -58,7 +59,30 @@ def status(engine, args, config) -> int:
     if (until := paused_until(engine, now)) is not None:
         print(f"pushing paused: the target asked to wait (Retry-After) until {until:%Y-%m-%d %H:%M:%S} UTC")
     print(f"last error: {st.last_error or 'none'}")
+    _spool_status(engine, config)
     return 0
+
+
+def _spool_status(engine, config) -> None:
+    """Webhooks kept in this machine's spool while the database could not be used, if any."""
+    from connector.spool import BAD_FOLDER, Spool, database_of
+    from daemon.receiver import spool_dir
+    folder = spool_dir(config, str(engine.url))
+    if folder is None:
+        return
+    spool = Spool(folder, database_of(engine))
+    try:
+        waiting = len(spool.waiting())
+        bad = len(os.listdir(spool.folder / BAD_FOLDER)) if (spool.folder / BAD_FOLDER).is_dir() else 0
+    except OSError as e:
+        print(f"webhook spool {folder}: cannot be read: {e.strerror or e}")
+        return
+    if waiting:
+        print(f"webhook spool: {waiting} deliveries wait in {folder} (kept while the database could not be used); "
+              "a running receiver moves them into the inbox")
+    if bad:
+        print(f"webhook spool: {bad} deliveries could not be stored and are kept in {spool.folder / BAD_FOLDER} "
+              "(the receiver's log says why)")
 
 
 def failed(engine, args, config) -> int:

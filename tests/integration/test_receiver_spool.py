@@ -211,3 +211,21 @@ def test_a_spool_folder_that_cannot_be_read_is_said_and_stops_no_receiver(tmp_pa
     mover = inbox.use_spool(db, tmp_path / "spool")
     assert not mover.busy()
     assert any("cannot be read" in r.getMessage() for r in caplog.records)
+
+
+def test_outbox_status_says_what_waits_in_the_spool(tmp_path, capsys):
+    from daemon.cli import main
+    cfg = tmp_path / "orderbridge.toml"
+    cfg.write_text(f'[connector]\ndatabase = "sqlite:///{tmp_path}/c.db"\n')
+    assert main(["--config", str(cfg), "outbox", "status"]) == 0
+    assert "spool" not in capsys.readouterr().out             # nothing there: nothing said
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    spool = Spool(tmp_path / "webhook-spool", database_of(engine))
+    for d in ("a", "b"):
+        spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id=d)
+    (spool.folder / "unreadable").mkdir()
+    (spool.folder / "unreadable" / "x.delivery.json").write_text("{")
+    assert main(["--config", str(cfg), "outbox", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "webhook spool: 2 deliveries wait in" in out and "1 deliveries could not be stored" in out
+    engine.dispose()

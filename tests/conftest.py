@@ -58,6 +58,14 @@ def engine(db_url):
 
 
 @pytest.fixture
+def woo_keys(monkeypatch):
+    """The fake WooCommerce's REST keys in the variables `tests.fakes.fake_woocommerce.woo_shop` names."""
+    from tests.fakes.fake_woocommerce import KEY, SECRET
+    monkeypatch.setenv("WOO_CK", KEY)
+    monkeypatch.setenv("WOO_CS", SECRET)
+
+
+@pytest.fixture
 def import_csv_cli(tmp_path, capsys):
     """`orderbridge import-csv ARGS` through the real CLI, into a fresh SQLite outbox; returns (exit code,
     stdout, stderr). Shops: `legacy` (platform csv) and `main` (shopify, order_id_prefix `s1-`)."""

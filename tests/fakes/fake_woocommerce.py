@@ -19,6 +19,15 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "woocommerce"
 KEY, SECRET = "ck_fake0000000000000000000000000000000000", "cs_fake0000000000000000000000000000000000"
 
 
+def woo_shop(url: str, **kw):
+    """A shop of the config (`main` unless named), a WooCommerce store at `url` whose keys are read from
+    WOO_CK/WOO_CS (the `woo_keys` fixture sets them); no waits between retries, no product look-ups unless asked."""
+    from connector.config import from_dict
+    entry = {"name": "main", "platform": "woocommerce", "url": url, "consumer_key_env": "WOO_CK",
+             "consumer_secret_env": "WOO_CS", "retry_wait_max": "0s", "product_details": False, **kw}
+    return from_dict({"shops": [entry]}).shop(entry["name"])
+
+
 def fixture_orders() -> list[dict]:
     """Every order of the WooCommerce fixtures, unwrapped, one per id."""
     def load(name):

@@ -16,10 +16,9 @@ from flask import Response, jsonify, redirect, request
 
 from adapters.woocommerce import client, poller
 from adapters.woocommerce.client import WooClient, check
-from connector.config import from_dict
 from connector.errors import FatalAPIError
 from connector.store import init_db, make_engine
-from tests.fakes.fake_woocommerce import KEY, SECRET, FakeWooCommerce, make_orders
+from tests.fakes.fake_woocommerce import KEY, SECRET, FakeWooCommerce, make_orders, woo_shop
 
 # Real bodies, abridged. Cloudflare's managed challenge page and Wordfence's block page are what those
 # products serve to a client they do not trust; the PHP notice is the shape PHP prints with display_errors
@@ -62,17 +61,11 @@ def engine(tmp_path):
     return e
 
 
-@pytest.fixture(autouse=True)
-def keys(monkeypatch):
-    monkeypatch.setenv("WOO_CK", KEY)
-    monkeypatch.setenv("WOO_CS", SECRET)
+pytestmark = pytest.mark.usefixtures("woo_keys")
 
 
 def shop_for(url, **kw):
-    entry = {"name": "main", "platform": "woocommerce", "url": url, "consumer_key_env": "WOO_CK",
-             "consumer_secret_env": "WOO_CS", "retry_wait_max": "0s", "retry_attempts": 1,
-             "product_details": False, "poll_since": "2d", **kw}
-    return from_dict({"shops": [entry]}).shop("main")
+    return woo_shop(url, retry_attempts=1, poll_since="2d", **kw)
 
 
 def refused(shop) -> FatalAPIError:

@@ -13,29 +13,17 @@ from connector import cursors
 from adapters.woocommerce.client import WooClient, check, has_credentials, products_for
 from connector.config import from_dict
 from connector.errors import ConfigError, FatalAPIError, RetriableAPIError
-from connector.store import OutboxRow, init_db, make_engine
-from tests.fakes.fake_woocommerce import KEY, SECRET, FakeWooCommerce, fixture_orders, make_orders
+from connector.store import OutboxRow
+from tests.fakes.fake_woocommerce import SECRET, FakeWooCommerce, fixture_orders, make_orders, woo_shop
 
 NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)
 
 
-@pytest.fixture
-def engine(db_url):
-    e = make_engine(db_url)
-    init_db(e)
-    return e
-
-
-@pytest.fixture(autouse=True)
-def keys(monkeypatch):
-    monkeypatch.setenv("WOO_CK", KEY)
-    monkeypatch.setenv("WOO_CS", SECRET)
+pytestmark = pytest.mark.usefixtures("woo_keys")
 
 
 def shop_for(woo, **kw):
-    entry = {"name": "main", "platform": "woocommerce", "url": woo.url, "consumer_key_env": "WOO_CK",
-             "consumer_secret_env": "WOO_CS", "retry_wait_max": "0s", "product_details": False, **kw}
-    return from_dict({"shops": [entry]}).shop(entry["name"])
+    return woo_shop(woo.url, **kw)
 
 
 def outbox(engine):

@@ -58,6 +58,31 @@ def engine(db_url):
 
 
 @pytest.fixture
+def make_shop(monkeypatch):
+    """make(fake, **options): Shopify shop `main` of the config, polling the fake Shopify `fake` (its token in
+    SHOP_TOKEN), looking back far enough for any fixture, no product look-ups unless asked."""
+    from connector.config import from_dict
+    from tests.fakes.fake_shopify import TOKEN
+    monkeypatch.setenv("SHOP_TOKEN", TOKEN)
+
+    def make(fake, **options):
+        raw = {"name": "main", "platform": "shopify", "domain": "fake.myshopify.com", "api_url": fake.url,
+               "access_token_env": "SHOP_TOKEN", "poll_lookback": "9000d", "enrich_products": False, **options}
+        return from_dict({"shops": [raw]}).shop(raw["name"])
+    return make
+
+
+def outbox_rows(engine) -> list:
+    """Every outbox row, oldest first."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from connector.store import OutboxRow
+    with Session(engine) as s:
+        return list(s.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+
+
+@pytest.fixture
 def woo_keys(monkeypatch):
     """The fake WooCommerce's REST keys in the variables `tests.fakes.fake_woocommerce.woo_shop` names."""
     from tests.fakes.fake_woocommerce import KEY, SECRET

@@ -15,16 +15,13 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.shopify import inbox as shop_inbox
 from adapters.shopify.client import ShopifyClient
 from adapters.shopify.poller import poll
-from connector.config import from_dict
 from connector.errors import FatalAPIError
-from connector.store import OutboxRow
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, outbox_rows as rows
 from tests.fakes.fake_shopify import (TOKEN, FakeShopify, _cursor, _uncursor, checkout_node_from_rest, generated_orders,
                                       node_from_rest)
 
@@ -39,6 +36,10 @@ SHIPPING_LINE = 1 + 2 * MONEY               # the line, its original and discoun
 LINE_ITEM = 1 + 1 + 1 + MONEY + (1 + MONEY)  # line, variant, product, unit price, a discount allocation
 CHECKOUT_OWN = 1 + 5 * MONEY + 1 + 2       # checkout, 5 money sets (total, subtotal, discount, tax, duties), customer, 2 addresses
 CHECKOUT_LINE = 1 + 1 + 1 + 2 * MONEY
+
+
+def rest(name: str) -> dict:
+    return json.loads((SHOP / name).read_text())
 
 
 def order_node(line_items: int) -> int:
@@ -90,26 +91,6 @@ class ShopifyPricedFake(FakeShopify):
             if (e.get("extensions") or {}).get("code") == "MAX_COST_EXCEEDED":
                 self.refused.append((query.split("(")[0].split()[-1], e["extensions"]["cost"]))
         return response
-
-
-def rest(name: str) -> dict:
-    return json.loads((SHOP / name).read_text())
-
-
-@pytest.fixture
-def make_shop(monkeypatch):
-    monkeypatch.setenv("SHOP_TOKEN", TOKEN)
-
-    def make(fake, **options):
-        raw = {"name": "main", "platform": "shopify", "domain": "fake.myshopify.com", "api_url": fake.url,
-               "access_token_env": "SHOP_TOKEN", "poll_lookback": "9000d", "enrich_products": False, **options}
-        return from_dict({"shops": [raw]}).shop(raw["name"])
-    return make
-
-
-def rows(engine) -> list[OutboxRow]:
-    with Session(engine) as s:
-        return list(s.scalars(select(OutboxRow).order_by(OutboxRow.id)))
 
 
 def test_the_first_poll_of_real_orders_is_not_refused_for_its_cost(engine, make_shop):

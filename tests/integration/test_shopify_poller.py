@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 from adapters.shopify.client import ShopifyClient, graphql_url
 from adapters.shopify.poller import has_credentials, poll
 from connector.cursors import read as load_cursor
-from connector.config import from_dict
 from connector.errors import RetriableAPIError
 from connector.store import OutboxRow
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, outbox_rows
 from tests.fakes.fake_shopify import TOKEN, FakeShopify, checkout_node_from_rest, generated_orders, node_from_rest
 
 SHOP = FIXTURES / "shopify"
@@ -26,20 +25,7 @@ def rest(name: str) -> dict:
     return json.loads((SHOP / name).read_text())
 
 
-@pytest.fixture
-def make_shop(monkeypatch):
-    monkeypatch.setenv("SHOP_TOKEN", TOKEN)
-
-    def make(fake, **options):
-        raw = {"name": "main", "platform": "shopify", "domain": "fake.myshopify.com", "api_url": fake.url,
-               "access_token_env": "SHOP_TOKEN", "poll_lookback": "9000d", "enrich_products": False, **options}
-        return from_dict({"shops": [raw]}).shop(raw["name"])
-    return make
-
-
-def rows(engine) -> list[OutboxRow]:
-    with Session(engine) as s:
-        return list(s.scalars(select(OutboxRow).order_by(OutboxRow.id)))
+rows = outbox_rows
 
 
 def test_credentials_and_url(make_shop, monkeypatch):

@@ -101,27 +101,25 @@ def test_this_stores_own_deliveries_still_apply(engine):
     assert row.state == "failed" and "akastudio" not in row.payload
 
 
-def test_without_a_configured_domain_nothing_is_compared(engine):
-    """A webhook-only shop (no domain in its table) has nothing to compare with: as before."""
-    plain = from_dict({"shops": [{"name": "main", "platform": "shopify"}]}).shop("main")
+def processed_for(engine, table: dict, sender: str):
+    """What processing an order delivery that names `sender` gives for a shop configured as `table`."""
     with Session(engine) as s:
         new_id = record_delivery(s, platform="shopify", shop="main", topic="orders/cancelled",
-                                 headers={"X-Shopify-Shop-Domain": THEIRS}, body=json.dumps(CANCELLED).encode(),
-                                 delivery_id="w9")
+                                 headers={"X-Shopify-Shop-Domain": sender}, body=json.dumps(CANCELLED).encode(),
+                                 delivery_id=f"from-{sender}")
         s.commit()
-        assert process(s, s.get(InboxDelivery, new_id), plain) is None
+        return process(s, s.get(InboxDelivery, new_id), from_dict({"shops": [table]}).shop("main"))
+
+
+def test_without_a_configured_domain_nothing_is_compared(engine):
+    """A webhook-only shop (no domain in its table) has nothing to compare with: as before."""
+    assert processed_for(engine, {"name": "main", "platform": "shopify"}, THEIRS) is None
 
 
 def test_a_storefront_domain_in_the_config_is_not_compared(engine):
     """X-Shopify-Shop-Domain is always the .myshopify.com name: a shop whose `domain` is its storefront's
     cannot be compared, and its own deliveries must not be refused for that."""
-    storefront = from_dict({"shops": [{"name": "main", "platform": "shopify", "domain": "shop.example.com"}]}).shop("main")
-    with Session(engine) as s:
-        new_id = record_delivery(s, platform="shopify", shop="main", topic="orders/cancelled",
-                                 headers={"X-Shopify-Shop-Domain": OURS}, body=json.dumps(CANCELLED).encode(),
-                                 delivery_id="w8")
-        s.commit()
-        assert process(s, s.get(InboxDelivery, new_id), storefront) is None
+    assert processed_for(engine, {"name": "main", "platform": "shopify", "domain": "shop.example.com"}, OURS) is None
 
 
 def test_the_other_stores_redaction_erases_what_it_sent_here_and_nothing_of_ours(engine):

@@ -116,7 +116,7 @@ def take_write_lock(session) -> None:
 # memory, read-only, I/O error, corrupt, full, cannot open and lock protocol; SQLITE_ERROR (1) is the
 # statement's own (too many variables, a malformed JSON argument).
 _PG_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
-_PG_UNAVAILABLE_STATES = ("55P03", "55006")
+_PG_UNAVAILABLE_STATES = ("55P03", "55006", "25006")   # 25006: a standby reached during a failover is read-only
 _SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15})
 
 
@@ -126,6 +126,9 @@ def is_unavailable(e: BaseException) -> bool:
     import sqlite3
 
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+    if isinstance(e, PoolTimeout):          # every pooled connection busy: the same work can succeed later
+        return True
     if isinstance(e, DBAPIError) and e.connection_invalidated:
         return True
     orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e

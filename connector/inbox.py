@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from connector import database
-from connector.spool import Mover, Spool, database_of
+from connector.spool import Mover, Spool
 from connector.store import INBOX_NEW, InboxDelivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -175,18 +175,18 @@ def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
     key = (os.path.abspath(folder), os.getpid())
     with _writers_guard:
         mover = _movers.get(key)
-        if mover is None or mover.spool.database != database_of(engine):
-            mover = _movers[key] = Mover(Spool(folder, database_of(engine)), engine)
+        if mover is None or mover.pid != os.getpid():
+            mover = _movers[key] = Mover(Spool(folder), engine)
         mover.engine = engine
         _spools[engine] = mover
-    try:
-        others = len(mover.spool.others())
-    except OSError:
-        others = 0                          # the mover says so
-    if others:
-        log.warning("webhook spool %s: %d deliveries there were kept for another database; a receiver of that "
-                    "database moves them", mover.spool.folder, others)
     mover.start()           # what an earlier run of the receiver kept
+    return mover
+
+
+def _mover_of(engine: Engine) -> Mover | None:
+    mover = _spools.get(engine)
+    if mover is not None and mover.pid != os.getpid():        # a forked worker: its own mover, its own thread
+        mover = use_spool(engine, mover.spool.folder)
     return mover
 
 
@@ -195,7 +195,7 @@ def store_delivery(engine: Engine, *, shop: str, topic: str, headers: dict, body
     """Record and commit one delivery (the webhook receivers' path); None when its delivery id was stored
     before, SPOOLED when the database could not be used and the delivery was kept in the spool instead
     (or others wait there: it goes after them)."""
-    mover = _spools.get(engine)
+    mover = _mover_of(engine)
     if mover is not None and mover.busy():
         try:
             _spool(mover, platform, shop, topic, headers, body, delivery_id)

@@ -11,13 +11,12 @@ one, the outbox's content hash) makes a no-op.
 One file a delivery, written under a temporary name and renamed once synced: a file with a final name
 is always whole. While a receiver has deliveries in the spool, new ones go there too, so that they reach
 the inbox in the order they came. Receivers sharing a folder take turns to move files (an exclusive lock
-on `.lock`); each moves only those of its own database, named in every file.
+on `.lock`); a folder belongs to one connector database (daemon.receiver.spool_dir names it after it).
 """
 from __future__ import annotations
 
 import base64
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from connector import database
@@ -40,33 +38,21 @@ SUFFIX = ".delivery.json"
 BAD_FOLDER = "unreadable"       # files that cannot be stored: kept aside, named in the log
 
 
-def database_of(engine: Engine) -> str:
-    """The database a spooled delivery belongs to, without its password: receivers of other databases may
-    share a folder (two installs started from one directory), and each moves only its own deliveries."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite":
-        return "sqlite:" + os.path.abspath(url.database or "")
-    return f"{url.get_backend_name()}://{url.username or ''}@{url.host or ''}:{url.port or ''}/{url.database or ''}"
-
-
 class Spool:
-    """The spool folder of the receivers of one database (on one machine; several may share it)."""
+    """The spool folder of a connector database's receivers (on one machine; several may share it)."""
 
-    def __init__(self, folder: str | Path, database: str):
+    def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        self.database = database
-        # the ending of this database's files: a listing tells them from another database's
-        self.suffix = f".{hashlib.sha256(database.encode()).hexdigest()[:12]}{SUFFIX}"
 
     def put(self, *, platform: str, shop: str, topic: str, headers: dict, body: bytes,
             delivery_id: str | None) -> Path:
         """Write one delivery and sync it to disk; raises OSError when it cannot be (a full disk)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        record = {"database": self.database, "platform": platform, "shop": shop, "topic": topic, "headers": headers,
+        record = {"platform": platform, "shop": shop, "topic": topic, "headers": headers,
                   "delivery_id": delivery_id, "received_at": datetime.now(timezone.utc).isoformat(),
                   "body": base64.b64encode(body).decode("ascii")}
         # the name sorts by arrival: deliveries move into the inbox in the order they came
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}{self.suffix}"
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex}{SUFFIX}"
         tmp = self.folder / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -82,16 +68,9 @@ class Spool:
         return self.folder / name
 
     def waiting(self) -> list[Path]:
-        """This database's spooled deliveries, oldest first (OSError when the folder cannot be read)."""
-        return [self.folder / n for n in self._names() if n.endswith(self.suffix)]
-
-    def others(self) -> list[Path]:
-        """Deliveries spooled here for other databases."""
-        return [self.folder / n for n in self._names() if not n.endswith(self.suffix)]
-
-    def _names(self) -> list[str]:
+        """The spooled deliveries, oldest first (OSError when the folder cannot be read)."""
         try:
-            return sorted(n for n in os.listdir(self.folder) if n.endswith(SUFFIX) and not n.startswith("."))
+            return sorted(self.folder / n for n in os.listdir(self.folder) if n.endswith(SUFFIX) and not n.startswith("."))
         except FileNotFoundError:
             return []
 
@@ -109,13 +88,15 @@ class Spool:
             moved = 0
             for path in self.waiting():     # read again under the lock: another receiver may have moved some
                 try:
-                    record = _read(path, self.database)
-                except (OSError, ValueError, KeyError, TypeError) as e:
+                    record = _read(path)
+                except (ValueError, KeyError, TypeError) as e:      # not a whole delivery (OSError: next round)
                     self._set_aside(path, e)
                     continue
                 try:
                     _record(engine, record)
-                except (DataError, IntegrityError) as e:
+                except Exception as e:
+                    if database.is_unavailable(e):
+                        raise                   # the next round starts from this file again
                     self._set_aside(path, e)    # the database refuses this one delivery: it must not hold the rest
                     continue
                 path.unlink(missing_ok=True)
@@ -132,10 +113,8 @@ class Spool:
                   path.name, database.unavailable_reason(error), bad)
 
 
-def _read(path: Path, db: str) -> dict:
+def _read(path: Path) -> dict:
     record = json.loads(path.read_bytes())
-    if record["database"] != db:
-        raise ValueError(f"it was spooled for {record['database']}")
     record["body"] = base64.b64decode(record["body"], validate=True)
     record["received_at"] = datetime.fromisoformat(record["received_at"])
     for key in ("platform", "shop", "topic"):
@@ -165,8 +144,10 @@ def _sync_folder(folder: Path) -> None:
 
 
 class Mover:
-    """The receiver's thread that empties its spool into the inbox, every EVERY seconds while anything waits
-    there; it runs only then (started by `start`: when the receiver starts, and after each put)."""
+    """The receiver's thread that empties its spool into the inbox while anything waits there: it runs only
+    then (started by `start`: when the receiver starts, and after each put). Rounds follow one another at
+    once while they move files (under steady traffic every delivery comes through the spool until it is
+    empty), and every EVERY seconds while the database cannot take them."""
 
     EVERY = 5.0
     WARN_EVERY = 60.0
@@ -174,6 +155,7 @@ class Mover:
     def __init__(self, spool: Spool, engine: Engine):
         self.spool = spool
         self.engine = engine
+        self.pid = os.getpid()          # a forked child makes its own: this one's thread is not there
         self._warned: dict[str, float] = {}
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -195,28 +177,30 @@ class Mover:
     def start(self) -> None:
         """Make sure the thread runs if anything waits (a no-op while it runs)."""
         with self._guard:
-            if self._thread is None and self._has_work():
+            if self._thread is None and self._has_work() is not False:
                 self._thread = threading.Thread(target=self._run, name="webhook-spool", daemon=True)
                 self._thread.start()
 
-    def _has_work(self) -> bool:
+    def _has_work(self) -> bool | None:
+        """Whether anything waits; None when the folder cannot be read (then it is tried again)."""
         try:
             return bool(self.spool.waiting())
         except OSError as e:
             self._warn("folder", "webhook spool %s cannot be read: %s; deliveries kept there wait", self.spool.folder, e)
-            return False
+            return None
 
     def _run(self) -> None:
         try:
             while self.engine is not None:      # its receiver gone: the next one to use this folder moves them
-                self.once()
+                moved = self.once()
                 with self._guard:
                     # checked under the guard that `start` takes after a put: a file spooled now is seen here,
                     # or `start` finds no thread and starts one
-                    if not self._has_work():
+                    if self._has_work() is False:
                         self._thread = None
                         return
-                time.sleep(self.EVERY)
+                if not moved:
+                    time.sleep(self.EVERY)
         finally:
             with self._guard:
                 if self._thread is threading.current_thread():

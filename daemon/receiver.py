@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import logging
 
 from flask import Flask, jsonify, request
@@ -30,13 +31,16 @@ def max_body(config) -> int:
 
 def spool_dir(config, database_url: str) -> str | None:
     """`[receiver] spool_dir`: where deliveries go while the database cannot be used ("" for nowhere: they are
-    refused with 503 then). Default: `webhook-spool` beside a SQLite database, else under ./var/."""
+    refused with 503 then). A folder belongs to one database, as whatever waits there is moved into it:
+    by default `webhook-spool` beside a SQLite database, else `var/webhook-spool-<database name>` (the
+    name, not the host: after a failover to another host the same folder is still found)."""
     section = (config.raw or {}).get("receiver", {}) if config is not None else {}
     if isinstance(section, dict) and "spool_dir" in section:
         return section["spool_dir"] or None
     if database_url.startswith("sqlite:///") and database_url not in ("sqlite:///", "sqlite:///:memory:"):
         return os.path.join(os.path.dirname(database_url[len("sqlite:///"):]) or ".", "webhook-spool")
-    return os.path.join("var", "webhook-spool")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", database_url.rsplit("/", 1)[-1].split("?", 1)[0]) or "default"
+    return os.path.join("var", f"webhook-spool-{name}")
 
 
 def create_receiver_app(config, engine=None) -> Flask:

@@ -65,12 +65,12 @@ def status(engine, args, config) -> int:
 
 def _spool_status(engine, config) -> None:
     """Webhooks kept in this machine's spool while the database could not be used, if any."""
-    from connector.spool import BAD_FOLDER, Spool, database_of
+    from connector.spool import BAD_FOLDER, Spool
     from daemon.receiver import spool_dir
     folder = spool_dir(config, str(engine.url))
     if folder is None:
         return
-    spool = Spool(folder, database_of(engine))
+    spool = Spool(folder)
     try:
         waiting = len(spool.waiting())
         bad = len(os.listdir(spool.folder / BAD_FOLDER)) if (spool.folder / BAD_FOLDER).is_dir() else 0

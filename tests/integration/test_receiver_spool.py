@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from connector import inbox
 from connector import spool as spool_module
 from connector.config import from_dict
-from connector.spool import Spool, database_of
+from connector.spool import Spool
 from connector.store import InboxDelivery, init_db, make_engine
 from daemon.receiver import create_receiver_app, spool_dir
 from tests.conftest import wait_until
@@ -80,7 +80,7 @@ def test_a_delivery_the_database_cannot_take_is_spooled_acknowledged_and_moved_i
 def test_a_spooled_delivery_that_also_arrived_again_is_stored_once(tmp_path):
     db = make_engine(f"sqlite:///{tmp_path}/c.db")
     init_db(db)
-    spool = Spool(tmp_path / "spool", database_of(db))
+    spool = Spool(tmp_path / "spool")
     kept = dict(platform="shopify", shop="main", topic="orders/create", headers={"X-Shopify-Webhook-Id": "wh-9"},
                 body=b'{"id": 9}', delivery_id="wh-9")
     spool.put(**kept)
@@ -94,7 +94,7 @@ def test_deliveries_a_receiver_left_in_the_spool_are_moved_in_when_it_starts_aga
     monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
     config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"}})
     engine = make_engine(config.database)
-    Spool(tmp_path / "webhook-spool", database_of(engine)).put(platform="woocommerce", shop="woo", topic="order.created", headers={},
+    Spool(tmp_path / "webhook-spool").put(platform="woocommerce", shop="woo", topic="order.created", headers={},
                                                                body=b'{"id": 5}', delivery_id="d-5")
     init_db(engine)
     create_receiver_app(config, engine)
@@ -105,9 +105,9 @@ def test_deliveries_a_receiver_left_in_the_spool_are_moved_in_when_it_starts_aga
 def test_a_file_that_is_not_a_delivery_is_set_aside_and_named_not_dropped(tmp_path, caplog):
     db = make_engine(f"sqlite:///{tmp_path}/c.db")
     init_db(db)
-    spool = Spool(tmp_path / "spool", database_of(db))
+    spool = Spool(tmp_path / "spool")
     spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
-    bad = spool.folder / f"00000000000000000001-x{spool.suffix}"
+    bad = spool.folder / "00000000000000000001-x.delivery.json"
     bad.write_text("{half a file")
     spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
     assert spool.drain(db) == 2
@@ -133,47 +133,58 @@ def test_the_spool_folder_defaults_beside_a_sqlite_database_and_can_be_turned_of
     plain = from_dict({})
     assert spool_dir(plain, "sqlite:////srv/ob/connector.db") == "/srv/ob/webhook-spool"
     assert spool_dir(plain, "sqlite:///var/connector.db") == os.path.join("var", "webhook-spool")
-    assert spool_dir(plain, "postgresql+psycopg://u:***@db/ob") == os.path.join("var", "webhook-spool")
+    assert spool_dir(plain, "postgresql+psycopg://u:***@db:5432/ob") == os.path.join("var", "webhook-spool-ob")
+    assert spool_dir(plain, "postgresql+psycopg://u:***@standby/ob?sslmode=require") == os.path.join("var", "webhook-spool-ob")
     assert spool_dir(from_dict({"receiver": {"spool_dir": "/data/spool"}}), "sqlite:///x.db") == "/data/spool"
     assert spool_dir(from_dict({"receiver": {"spool_dir": ""}}), "sqlite:///x.db") is None
 
 
-def test_receivers_of_two_databases_sharing_a_folder_each_move_only_their_own(tmp_path, caplog):
-    one, two = (make_engine(f"sqlite:///{tmp_path}/{n}.db") for n in ("one", "two"))
-    for e in (one, two):
-        init_db(e)
-    folder = tmp_path / "shared-spool"
-    for e, ids in ((one, ("a1", "a2")), (two, ("b1",))):
-        for d in ids:
-            Spool(folder, database_of(e)).put(platform="shopify", shop="main", topic="orders/create", headers={},
-                                              body=b"{}", delivery_id=d)
-    assert Spool(folder, database_of(one)).drain(one) == 2
-    assert [d.delivery_id for d in _stored(one)] == ["a1", "a2"] and _stored(two) == []
-    assert [p.name for p in Spool(folder, database_of(two)).waiting()] == [p.name for p in Spool(folder, database_of(one)).others()]
-    assert Spool(folder, database_of(two)).drain(two) == 1
-    assert [d.delivery_id for d in _stored(two)] == ["b1"]
+class _PgError(Exception):
+    """A driver error with PostgreSQL's SQLSTATE, as psycopg raises them."""
+
+    def __init__(self, sqlstate: str, message: str):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+def _refusing(monkeypatch, sqlstate: str, message: str, times: int = 1) -> None:
+    real, calls = spool_module._record, []
+
+    def refuse(engine, record):
+        calls.append(record["delivery_id"])
+        if len(calls) <= times:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, _PgError(sqlstate, message))
+        return real(engine, record)
+    monkeypatch.setattr(spool_module, "_record", refuse)
 
 
 def test_a_failure_that_is_not_about_the_delivery_keeps_it_for_the_next_round(tmp_path, monkeypatch):
-    """A standby reached during a failover (read-only transaction), a pool timeout: not the delivery's fault,
-    so it is not set aside as unstorable; it waits for the next round."""
+    """A standby reached during a failover answers 'read-only transaction' (25006): not the delivery's
+    fault, so it is not set aside as unstorable; it waits for the next round."""
     db = make_engine(f"sqlite:///{tmp_path}/c.db")
     init_db(db)
-    spool = Spool(tmp_path / "spool", database_of(db))
+    spool = Spool(tmp_path / "spool")
     spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
-    real = spool_module._record
-    calls = []
-
-    def flaky(engine, record):
-        calls.append(record["delivery_id"])
-        if len(calls) == 1:
-            raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("cannot execute INSERT in a read-only transaction"))
-        return real(engine, record)
-    monkeypatch.setattr(spool_module, "_record", flaky)
+    _refusing(monkeypatch, "25006", "cannot execute INSERT in a read-only transaction")
     with pytest.raises(sqlalchemy.exc.OperationalError):
         spool.drain(db)
     assert len(spool.waiting()) == 1 and not (spool.folder / "unreadable").exists()
     assert spool.drain(db) == 1 and [d.delivery_id for d in _stored(db)] == ["a"]
+
+
+def test_a_delivery_the_database_refuses_for_good_does_not_hold_the_others(tmp_path, monkeypatch, caplog):
+    """PostgreSQL refuses a delivery whose (unsigned) X-Shopify-Webhook-Id is too long for its index (54000):
+    that one is set aside and named; those behind it are stored."""
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    spool = Spool(tmp_path / "spool")
+    for d in ("huge-id", "b", "c"):
+        spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id=d)
+    _refusing(monkeypatch, "54000", "index row size 9000 exceeds btree version 4 maximum 2704")
+    assert spool.drain(db) == 2
+    assert [d.delivery_id for d in _stored(db)] == ["b", "c"]
+    assert len(list((spool.folder / "unreadable").iterdir())) == 1
+    assert any("index row size" in r.getMessage() for r in caplog.records)
 
 
 def test_deliveries_reach_the_inbox_in_the_order_they_came_while_the_spool_is_emptied(receiver, monkeypatch):
@@ -201,16 +212,23 @@ def test_deliveries_reach_the_inbox_in_the_order_they_came_while_the_spool_is_em
     assert [d.delivery_id for d in _stored(engine)] == ["wh-2", "wh-3"]
 
 
-def test_a_spool_folder_that_cannot_be_read_is_said_and_stops_no_receiver(tmp_path, monkeypatch, caplog):
+def test_a_spool_folder_that_cannot_be_read_for_a_while_is_said_and_emptied_afterwards(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("connector.spool.Mover.EVERY", 0.05)
     db = make_engine(f"sqlite:///{tmp_path}/c.db")
     init_db(db)
+    Spool(tmp_path / "spool").put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}",
+                                  delivery_id="kept")
+    real, readable = Spool.waiting, threading.Event()
 
-    def unreadable(self):
-        raise PermissionError(13, "Permission denied", str(self.folder))
-    monkeypatch.setattr(Spool, "_names", unreadable)
-    mover = inbox.use_spool(db, tmp_path / "spool")
-    assert not mover.busy()
-    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    def waiting(self):
+        if not readable.is_set():
+            raise PermissionError(13, "Permission denied", str(self.folder))
+        return real(self)
+    monkeypatch.setattr(Spool, "waiting", waiting)
+    inbox.use_spool(db, tmp_path / "spool")
+    assert wait_until(lambda: any("cannot be read" in r.getMessage() for r in caplog.records))
+    readable.set()                          # the folder can be read again: what waits is moved, no outage needed
+    assert wait_until(lambda: [d.delivery_id for d in _stored(db)] == ["kept"])
 
 
 def test_outbox_status_says_what_waits_in_the_spool(tmp_path, capsys):
@@ -220,7 +238,7 @@ def test_outbox_status_says_what_waits_in_the_spool(tmp_path, capsys):
     assert main(["--config", str(cfg), "outbox", "status"]) == 0
     assert "spool" not in capsys.readouterr().out             # nothing there: nothing said
     engine = make_engine(f"sqlite:///{tmp_path}/c.db")
-    spool = Spool(tmp_path / "webhook-spool", database_of(engine))
+    spool = Spool(tmp_path / "webhook-spool")
     for d in ("a", "b"):
         spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id=d)
     (spool.folder / "unreadable").mkdir()
@@ -229,3 +247,14 @@ def test_outbox_status_says_what_waits_in_the_spool(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "webhook spool: 2 deliveries wait in" in out and "1 deliveries could not be stored" in out
     engine.dispose()
+
+
+def test_a_forked_receiver_gets_a_mover_of_its_own(tmp_path):
+    """A server that forks workers after the app was made: the parent's mover thread is not in the child,
+    whose deliveries would otherwise wait in the spool behind a thread that never runs there."""
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    parents = inbox.use_spool(db, tmp_path / "spool")
+    parents.pid, parents._thread = -1, threading.Thread(target=lambda: None)    # as the child sees it after fork
+    mine = inbox._mover_of(db)
+    assert mine is not parents and mine.pid == os.getpid() and not mine.busy()

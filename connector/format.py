@@ -44,8 +44,8 @@ MAX_PHONE_DIGITS = 32
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NON_DIGITS = re.compile(r"\D+")
-_CALL_PREFIX = re.compile(r"\s*00")      # written as such: `00 44…`, `0044…`, never `0 0…`
-_EXTENSION = re.compile(r"(?i)(?<=\d)\s*(?:ext\.?|extension|x|#)\s*\d+\s*$")   # after the number only
+_CALL_PREFIX = re.compile(r"\D*00")      # written as such: `00 44…`, `Tel: 0044…`, `(0044)`, never `0 0…`
+_EXTENSION = re.compile(r"(?i)(?<=\d)[\s,;.-]*(?:ext\.?|extension|x|#)\s*\d+\s*$")   # after the number only
 
 
 # ---- the domain order ---------------------------------------------------------------------

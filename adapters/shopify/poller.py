@@ -104,11 +104,13 @@ class ProductCache:
     look-up it rests for `pause` seconds, so an unreachable API never slows every order down.
 
     A `quick` look-up (the webhook path: one attempt, a short deadline, no wait for the cost bucket)
-    fails whenever the bucket is briefly empty; it then rests the quick path only, or the poll's orders
-    would go without details for a minute and go out again once they have them."""
+    fails whenever the bucket is briefly empty; it then rests the quick path only, and for `quick_pause`
+    (a bucket refills in about a second): an order that goes without details goes out again once it has
+    them, so the fewer such orders the better."""
 
     ttl: float = 3600.0
     pause: float = 60.0
+    quick_pause: float = 5.0
     clock: Callable[[], float] = time.monotonic
     items: dict[str, tuple[float, Product]] = field(default_factory=dict)
     resting_until: float = 0.0
@@ -122,12 +124,13 @@ class ProductCache:
             try:
                 self._fetch(client_of(), missing, now)
             except Exception as e:   # noqa: BLE001 - enrichment never blocks an order
+                rest = self.quick_pause if quick else self.pause
                 if quick:
-                    self.quick_resting_until = now + self.pause
+                    self.quick_resting_until = now + rest
                 else:
-                    self.resting_until = now + self.pause
+                    self.resting_until = now + rest
                 log.warning("product details unavailable (%s); %s go without url/image for %.0fs", e,
-                            "webhook orders" if quick else "orders", self.pause)
+                            "webhook orders" if quick else "orders", rest)
         return {i: self.items[i][1] for i in wanted if i in self.items}
 
     def _fetch(self, client: ShopifyClient, missing: list[str], now: float) -> None:

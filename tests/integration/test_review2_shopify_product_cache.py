@@ -47,3 +47,19 @@ def test_a_throttled_webhook_look_up_leaves_the_poll_its_product_details(tmp_pat
     with Session(engine) as s:
         rows = {r.external_order_id: json.loads(r.payload) for r in s.scalars(select(OutboxRow))}
     assert rows["777"]["items"][0]["url"] == "https://shop.example/p"
+
+
+def test_a_failed_quick_look_up_rests_the_webhook_path_for_seconds_not_a_minute():
+    """A bucket the poll emptied refills in about a second; a webhook order without details goes out again
+    once it has them, so the webhook path tries again soon."""
+    now = [0.0]
+    cache = poller.ProductCache(clock=lambda: now[0])
+    calls = []
+
+    def failing():
+        calls.append(now[0])
+        raise RuntimeError("Products: still THROTTLED")
+    cache.lookup(failing, ["1"], quick=True)
+    now[0] = cache.quick_pause + 0.1
+    cache.lookup(failing, ["1"], quick=True)
+    assert calls == [0.0, cache.quick_pause + 0.1] and cache.quick_pause < cache.pause

@@ -65,6 +65,10 @@ def process(session: Session, delivery, shop) -> str | None:
         n = _erase_deliveries(session, shop, match, f"erased on Shopify {topic} of {store}", store)
         _scrub_self(session, delivery)
         return reason + f"; its {n} webhook deliveries held here erased"
+    if topic == "customers/data_request":
+        # Compliance URLs are app-wide: another store's requests always come here, and none is about this
+        # shop's data. Failed, they would pile up and fail again at every replay.
+        return reason
     # Failed, not ignored: a `domain` with a typo (or a store renamed since) would otherwise drop every
     # order without a word; failed, it is counted, logged, and replayed once the config is right.
     raise DeliveryForAnotherStore(reason)

@@ -152,3 +152,12 @@ def test_a_domain_typo_fails_the_deliveries_for_a_replay_instead_of_dropping_the
     assert len(jobs.replay_inbox(engine, None)) == 1
     assert jobs.process_one(jobs.Runtime(fixed, engine, flusher=None)) == "done"
     assert len(outbox(engine)) == 1
+
+
+def test_another_stores_data_request_is_ignored_not_failed(engine):
+    """Compliance URLs are app-wide, so another store's data requests always arrive here: failed, they would
+    pile up with the failed deliveries and fail again at every replay."""
+    request = {**COMPLIANCE["customers/data_request"], "shop_domain": THEIRS}
+    assert THEIRS in deliver(engine, "customers/data_request", request, "dr1", THEIRS)
+    with Session(engine) as s:
+        assert s.scalar(select(InboxDelivery.state).where(InboxDelivery.delivery_id == "dr1")) == "ignored"

@@ -6,18 +6,15 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from backend.db import make_engine
 from backend.workflows.channels import ChannelSettings
 from backend.workflows.runner import Runner
-from backend.workflows.starters import STARTERS
-from tests.e2e.test_workflows_process import KEY, Inbox, cli, free_port, healthy, post, wait_until
+from tests.e2e.test_workflows_process import KEY, backend_mailing_reviews, healthy, post, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,17 +27,7 @@ def call(port: int, method: str, path: str) -> dict:
 
 
 def test_an_erased_customer_gets_no_review_request(tmp_path):
-    inbox = Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
-    db = f"sqlite:///{tmp_path}/backend.db"
-    cfg = tmp_path / "orderbridge.toml"
-    cfg.write_text(f'[backend]\ndatabase = "{db}"\nsmtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\n'
-                   f'smtp_tls = "none"\nmail_from = "shop@example.com"\n')
-    assert cli(cfg, "workflows", "load", str(STARTERS / "02-delivered-thanks-review.json"),
-               stdout=subprocess.DEVNULL).wait(30) == 0
-    port = free_port()
-    proc = cli(cfg, "backend", "--port", str(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    inbox, smtp, db, port, proc = backend_mailing_reviews(tmp_path)
     try:
         wait_until(lambda: healthy(port), 30, "the backend to answer")
         post(port, [{"externalOrderId": "E-1", "externalCustomerId": "olena-1", "email": "olena@example.com",

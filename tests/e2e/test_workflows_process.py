@@ -73,7 +73,9 @@ def healthy(port: int) -> bool:
         return False
 
 
-def test_killed_backend_resumes_the_run_without_a_second_message(tmp_path):
+def backend_mailing_reviews(tmp_path):
+    """A mail catcher, and a real `orderbridge backend` process that mails through it, with the starter
+    workflow delivered → thank you → 14 days → review request: (inbox, smtp, database URL, port, process)."""
     inbox = Inbox()
     smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
@@ -85,6 +87,11 @@ def test_killed_backend_resumes_the_run_without_a_second_message(tmp_path):
                stdout=subprocess.DEVNULL).wait(30) == 0
     port = free_port()
     proc = cli(cfg, "backend", "--port", str(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return inbox, smtp, db, port, proc
+
+
+def test_killed_backend_resumes_the_run_without_a_second_message(tmp_path):
+    inbox, smtp, db, port, proc = backend_mailing_reviews(tmp_path)
     try:
         wait_until(lambda: healthy(port), 30, "the backend to answer")
         post(port, [{"externalOrderId": "E-1", "email": "buyer@example.com", "firstName": "Olena", "totalCost": 9.5,

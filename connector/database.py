@@ -142,6 +142,26 @@ def is_unavailable(e: BaseException) -> bool:
     return isinstance(e, (OperationalError, InterfaceError, sqlite3.OperationalError))
 
 
+_PG_DATA_CLASSES = ("22", "23", "54")         # data exception, integrity, program limit (a value too large to index)
+_SQLITE_DATA_CODES = frozenset({18, 19, 20, 25})  # TOOBIG, CONSTRAINT, MISMATCH, RANGE
+
+
+def refuses_the_data(e: BaseException) -> bool:
+    """True when `e` says the database will never take these values (as opposed to being down, or set up
+    wrongly: a missing grant or table is fixed by a person, and the same work then succeeds)."""
+    import sqlite3
+
+    from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+    if isinstance(e, (DataError, IntegrityError)):
+        return True
+    orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _PG_DATA_CLASSES
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(orig, sqlite3.Error) and isinstance(code, int) and code & 0xFF in _SQLITE_DATA_CODES
+
+
 def unavailable_reason(e: BaseException) -> str:
     """The driver's own first line, for a log or a message: no SQL, no parameters, no password."""
     orig = getattr(e, "orig", None) or e

@@ -179,6 +179,7 @@ def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
             mover = _movers[key] = Mover(Spool(folder), engine)
         mover.engine = engine
         _spools[engine] = mover
+    mover.spool.clear_stale()
     mover.start()           # what an earlier run of the receiver kept
     return mover
 

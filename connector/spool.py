@@ -43,6 +43,7 @@ class Spool:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self._read_failures: dict[str, int] = {}
 
     def put(self, *, platform: str, shop: str, topic: str, headers: dict, body: bytes,
             delivery_id: str | None) -> Path:
@@ -89,21 +90,56 @@ class Spool:
             for path in self.waiting():     # read again under the lock: another receiver may have moved some
                 try:
                     record = _read(path)
-                except (ValueError, KeyError, TypeError) as e:      # not a whole delivery (OSError: next round)
+                except (ValueError, KeyError, TypeError) as e:      # not a whole delivery
                     self._set_aside(path, e)
+                    continue
+                except OSError as e:        # EACCES, EIO: tried again next round, set aside the third time
+                    self._unreadable(path, e)
                     continue
                 try:
                     _record(engine, record)
                 except Exception as e:
-                    if database.is_unavailable(e):
-                        raise                   # the next round starts from this file again
-                    self._set_aside(path, e)    # the database refuses this one delivery: it must not hold the rest
+                    if not database.refuses_the_data(e):
+                        raise       # down, or set up wrongly (a missing grant): the next round starts here again
+                    self._set_aside(path, e)    # this one delivery can never be stored: it must not hold the rest
                     continue
                 path.unlink(missing_ok=True)
                 moved += 1
             if moved:
                 _sync_folder(self.folder)
             return moved
+
+    def has_files(self) -> bool:
+        """Whether any delivery waits (cheap: the first entry found answers; False when unreadable)."""
+        try:
+            with os.scandir(self.folder) as entries:
+                return any(e.name.endswith(SUFFIX) and not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False
+
+    def clear_stale(self, age: float = 600.0) -> None:
+        """Delete temporary files a crash left: their delivery was never acknowledged (the platform sends it
+        again), and they hold customers' data. Only old ones: another receiver may be writing a new one."""
+        try:
+            with os.scandir(self.folder) as entries:
+                stale = [e.path for e in entries if e.name.startswith(".") and e.name.endswith(".tmp")
+                         and time.time() - e.stat().st_mtime > age]
+        except OSError:
+            return
+        for path in stale:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _unreadable(self, path: Path, error: OSError) -> None:
+        self._read_failures[path.name] = self._read_failures.get(path.name, 0) + 1
+        if self._read_failures[path.name] >= 3:
+            del self._read_failures[path.name]
+            self._set_aside(path, error)
+        else:
+            log.warning("webhook spool: %s cannot be read (%s); the others are moved, and it is tried again",
+                        path.name, error)
 
     def _set_aside(self, path: Path, error: Exception) -> None:
         bad = self.folder / BAD_FOLDER
@@ -169,17 +205,23 @@ class Mover:
         self._engine = weakref.ref(engine)      # the receiver's own: this thread must not keep it alive
 
     def busy(self) -> bool:
-        """True while this process has deliveries in the spool: new ones go there too, so that deliveries
-        reach the inbox in the order they came (an order.deleted spooled, then its order.restored stored
-        directly, would otherwise end cancelled)."""
-        return self._thread is not None
+        """True while deliveries wait in the spool (this process's or another receiver's on the folder): new
+        ones go there too, so that deliveries reach the inbox in the order they came (an order.deleted
+        spooled, then its order.restored stored directly, would otherwise end cancelled)."""
+        if self._thread is not None:
+            return True
+        if self.spool.has_files():      # another receiver's: this one helps move them, in turns
+            self.start()
+            return True
+        return False
 
     def start(self) -> None:
         """Make sure the thread runs if anything waits (a no-op while it runs)."""
         with self._guard:
             if self._thread is None and self._has_work() is not False:
-                self._thread = threading.Thread(target=self._run, name="webhook-spool", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="webhook-spool", daemon=True)
+                thread.start()          # raises when no thread can be started: then none is recorded
+                self._thread = thread
 
     def _has_work(self) -> bool | None:
         """Whether anything waits; None when the folder cannot be read (then it is tried again)."""

@@ -39,7 +39,12 @@ def spool_dir(config, database_url: str) -> str | None:
         return section["spool_dir"] or None
     if database_url.startswith("sqlite:///") and database_url not in ("sqlite:///", "sqlite:///:memory:"):
         return os.path.join(os.path.dirname(database_url[len("sqlite:///"):]) or ".", "webhook-spool")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", database_url.rsplit("/", 1)[-1].split("?", 1)[0]) or "default"
+    from sqlalchemy.engine import make_url
+    try:
+        database = make_url(database_url).database
+    except Exception:       # noqa: BLE001 - make_engine has read it already; a name is all this needs
+        database = None
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", database or "") or "default"
     return os.path.join("var", f"webhook-spool-{name}")
 
 

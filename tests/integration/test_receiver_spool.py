@@ -135,6 +135,7 @@ def test_the_spool_folder_defaults_beside_a_sqlite_database_and_can_be_turned_of
     assert spool_dir(plain, "sqlite:///var/connector.db") == os.path.join("var", "webhook-spool")
     assert spool_dir(plain, "postgresql+psycopg://u:***@db:5432/ob") == os.path.join("var", "webhook-spool-ob")
     assert spool_dir(plain, "postgresql+psycopg://u:***@standby/ob?sslmode=require") == os.path.join("var", "webhook-spool-ob")
+    assert spool_dir(plain, "postgresql+psycopg://u@db") == os.path.join("var", "webhook-spool-default")
     assert spool_dir(from_dict({"receiver": {"spool_dir": "/data/spool"}}), "sqlite:///x.db") == "/data/spool"
     assert spool_dir(from_dict({"receiver": {"spool_dir": ""}}), "sqlite:///x.db") is None
 
@@ -258,3 +259,98 @@ def test_a_forked_receiver_gets_a_mover_of_its_own(tmp_path):
     parents.pid, parents._thread = -1, threading.Thread(target=lambda: None)    # as the child sees it after fork
     mine = inbox._mover_of(db)
     assert mine is not parents and mine.pid == os.getpid() and not mine.busy()
+
+
+def test_a_database_set_up_wrongly_keeps_the_deliveries_for_when_it_is_fixed(tmp_path, monkeypatch):
+    """A restore without grants (42501 permission denied), a missing table: a person fixes it, and the same
+    deliveries are stored then. Set aside, they would be out of the pipeline for good."""
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    spool = Spool(tmp_path / "spool")
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    _refusing(monkeypatch, "42501", "permission denied for table inbox", times=2)
+    for _ in range(2):
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            spool.drain(db)
+    assert len(spool.waiting()) == 1 and not (spool.folder / "unreadable").exists()
+    assert spool.drain(db) == 1 and [d.delivery_id for d in _stored(db)] == ["a"]
+
+
+def test_a_file_that_cannot_be_read_holds_up_no_other_and_is_set_aside_the_third_time(tmp_path, caplog):
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    spool = Spool(tmp_path / "spool")
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    stuck = spool.folder / "00000000000000000002-stuck.delivery.json"
+    stuck.mkdir()                           # reading it fails (EISDIR), as a root-owned file would (EACCES)
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
+    assert spool.drain(db) == 2 and [d.delivery_id for d in _stored(db)] == ["a", "b"]
+    assert spool.waiting() == [stuck]
+    spool.drain(db)
+    spool.drain(db)
+    assert spool.waiting() == [] and (spool.folder / "unreadable" / stuck.name).exists()
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+
+
+def test_deliveries_another_receiver_spooled_go_first(receiver, monkeypatch):
+    """Receivers on one machine share the folder: one that stored nothing in the spool itself still sends
+    new deliveries after the ones waiting there, and helps move them."""
+    client, engine, spool = receiver
+    Spool(spool.folder).put(platform="shopify", shop="main", topic="orders/create", headers={},
+                            body=b'{"id": 1}', delivery_id="from-the-other-receiver")
+    assert _post(client, 2).status_code == 200
+    assert wait_until(lambda: len(_stored(engine)) == 2)
+    assert [d.delivery_id for d in _stored(engine)] == ["from-the-other-receiver", "wh-2"]
+
+
+def test_when_no_thread_can_be_started_deliveries_are_stored_directly(receiver, monkeypatch):
+    client, engine, spool = receiver
+    mover = inbox._spools[engine]
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="kept")
+
+    def refused(self):
+        raise RuntimeError("can't start new thread")
+    with monkeypatch.context() as m:
+        m.setattr(threading.Thread, "start", refused)
+        with pytest.raises(RuntimeError):
+            mover.start()
+    spool.waiting()[0].unlink()             # say an operator moved it in by hand
+    assert not mover.busy()
+    assert _post(client, 3).status_code == 200 and [d.delivery_id for d in _stored(engine)] == ["wh-3"]
+
+
+def test_the_mover_does_not_wait_between_rounds_that_move_deliveries(tmp_path, monkeypatch):
+    """Under steady traffic every delivery comes through the spool until it is empty: a mover that slept
+    between rounds (every EVERY seconds) would never catch up."""
+    monkeypatch.setattr("connector.spool.Mover.EVERY", 60.0)
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    spool = Spool(tmp_path / "spool")
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    real = spool_module._record
+
+    def arriving(engine, record):       # a delivery arrives while the first round runs
+        real(engine, record)
+        if record["delivery_id"] == "a":
+            spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
+    monkeypatch.setattr(spool_module, "_record", arriving)
+    inbox.use_spool(db, tmp_path / "spool")
+    assert wait_until(lambda: len(_stored(db)) == 2, timeout=20)      # a bound far below EVERY, not a timing
+
+
+def test_a_pool_with_every_connection_busy_counts_as_unavailable():
+    from connector import database
+    assert database.is_unavailable(sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"))
+
+
+def test_temporary_files_a_crash_left_are_deleted_when_the_receiver_starts(tmp_path):
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    old, new = folder / ".1-a.delivery.json.tmp", folder / ".2-b.delivery.json.tmp"
+    for f in (old, new):
+        f.write_text("{half")
+    os.utime(old, (0, 0))
+    inbox.use_spool(db, folder)
+    assert not old.exists() and new.exists()        # a new one may be another receiver's, being written

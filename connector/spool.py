@@ -158,6 +158,8 @@ def _read(path: Path) -> dict:
             raise TypeError(f"{key} is not text")
     if not isinstance(record["headers"], dict):
         raise TypeError("headers is not an object")
+    if not isinstance(record.setdefault("delivery_id", None), (str, type(None))):
+        raise TypeError("delivery_id is not text")
     return record
 
 

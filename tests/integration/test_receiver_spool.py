@@ -109,10 +109,14 @@ def test_a_file_that_is_not_a_delivery_is_set_aside_and_named_not_dropped(tmp_pa
     spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
     bad = spool.folder / "00000000000000000001-x.delivery.json"
     bad.write_text("{half a file")
+    odd = spool.folder / "00000000000000000001-y.delivery.json"      # whole JSON, but not a delivery
+    odd.write_text(json.dumps({"platform": "shopify", "shop": "main", "topic": "t", "headers": {}, "body": "",
+                               "received_at": "2026-01-01T00:00:00+00:00", "delivery_id": 7}))
     spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
     assert spool.drain(db) == 2
     assert [d.delivery_id for d in _stored(db)] == ["a", "b"]
     assert (spool.folder / "unreadable" / bad.name).read_text() == "{half a file"
+    assert (spool.folder / "unreadable" / odd.name).exists()
     assert any(bad.name in r.getMessage() and "unreadable" in r.getMessage() for r in caplog.records)
 
 

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,13 +28,21 @@ def _post(client, order_id: int):
         "X-Shopify-Hmac-Sha256": sig, "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"wh-{order_id}"})
 
 
-def test_a_full_store_answers_503_and_logs_one_line_per_delivery(tmp_path, monkeypatch, caplog):
+def shopify_receiver(tmp_path, monkeypatch, **receiver):
+    """(test client, engine) of a receiver for the Shopify shop `main` on a SQLite file in `tmp_path`;
+    `receiver`: its [receiver] table (spool_dir="" for none)."""
     monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
-    config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"}, "receiver": {"spool_dir": ""},
+    config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"}, "receiver": receiver,
                         "shops": [{"name": "main", "platform": "shopify", "webhook_secret_env": "OB_SHOP_SECRET"}]})
     engine = make_engine(config.database)
     init_db(engine)
-    client = create_receiver_app(config, engine).test_client()
+    inbox._writers.clear()
+    inbox._by_engine.clear()
+    return create_receiver_app(config, engine).test_client(), engine
+
+
+def test_a_full_store_answers_503_and_logs_one_line_per_delivery(tmp_path, monkeypatch, caplog):
+    client, engine = shopify_receiver(tmp_path, monkeypatch, spool_dir="")
     assert _post(client, 1).status_code == 200
 
     # The disk is full: SQLite answers SQLITE_FULL ("database or disk is full") to every write.

@@ -12,25 +12,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connector import inbox
-from connector.config import from_dict
-from connector.store import InboxDelivery, init_db, make_engine
-from daemon.receiver import create_receiver_app
-from tests.integration.test_ops_receiver_disk_full import _post
+from connector.store import InboxDelivery
+from tests.integration.test_ops_receiver_disk_full import _post, shopify_receiver
 
 PLATFORM_DEADLINE = 5.0     # seconds Shopify and WooCommerce wait for an answer (reference/shopify.md)
 
 
 def test_a_held_write_lock_is_answered_503_before_the_platform_gives_up(tmp_path, monkeypatch, caplog):
     assert inbox._SQLiteWriter.BUSY_SECONDS < PLATFORM_DEADLINE
-    monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
+    client, engine = shopify_receiver(tmp_path, monkeypatch, spool_dir="")
     path = tmp_path / "c.db"
-    config = from_dict({"connector": {"database": f"sqlite:///{path}"}, "receiver": {"spool_dir": ""},
-                        "shops": [{"name": "main", "platform": "shopify", "webhook_secret_env": "OB_SHOP_SECRET"}]})
-    engine = make_engine(config.database)
-    init_db(engine)
-    inbox._writers.clear()
-    inbox._by_engine.clear()
-    client = create_receiver_app(config, engine).test_client()
     assert _post(client, 1).status_code == 200
 
     holder = sqlite3.connect(path, isolation_level=None)

@@ -23,23 +23,26 @@ from connector.spool import Spool
 from connector.store import InboxDelivery, init_db, make_engine
 from daemon.receiver import create_receiver_app, spool_dir
 from tests.conftest import wait_until
-from tests.integration.test_ops_receiver_disk_full import _post
+from tests.integration.test_ops_receiver_disk_full import _post, shopify_receiver
 
 
 @pytest.fixture
 def receiver(tmp_path, monkeypatch):
     """(test client, engine, spool folder) of a receiver on a SQLite file, with the default spool."""
-    monkeypatch.setenv("OB_SHOP_SECRET", "ssecret")
     monkeypatch.setattr("connector.spool.Mover.EVERY", 0.05)
-    config = from_dict({"connector": {"database": f"sqlite:///{tmp_path}/c.db"},
-                        "shops": [{"name": "main", "platform": "shopify", "webhook_secret_env": "OB_SHOP_SECRET"}]})
-    engine = make_engine(config.database)
-    init_db(engine)
-    inbox._writers.clear()
-    inbox._by_engine.clear()
-    client = create_receiver_app(config, engine).test_client()
+    client, engine = shopify_receiver(tmp_path, monkeypatch)
     yield client, engine, inbox._spools[engine].spool
     engine.dispose()
+
+
+def _db_and_spool(tmp_path):
+    db = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(db)
+    return db, Spool(tmp_path / "spool")
+
+
+def _put(spool: Spool, delivery_id: str, body: bytes = b"{}") -> None:
+    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=body, delivery_id=delivery_id)
 
 
 def _stored(engine) -> list[InboxDelivery]:
@@ -78,9 +81,7 @@ def test_a_delivery_the_database_cannot_take_is_spooled_acknowledged_and_moved_i
 
 
 def test_a_spooled_delivery_that_also_arrived_again_is_stored_once(tmp_path):
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
+    db, spool = _db_and_spool(tmp_path)
     kept = dict(platform="shopify", shop="main", topic="orders/create", headers={"X-Shopify-Webhook-Id": "wh-9"},
                 body=b'{"id": 9}', delivery_id="wh-9")
     spool.put(**kept)
@@ -103,16 +104,14 @@ def test_deliveries_a_receiver_left_in_the_spool_are_moved_in_when_it_starts_aga
 
 
 def test_a_file_that_is_not_a_delivery_is_set_aside_and_named_not_dropped(tmp_path, caplog):
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    db, spool = _db_and_spool(tmp_path)
+    _put(spool, "a")
     bad = spool.folder / "00000000000000000001-x.delivery.json"
     bad.write_text("{half a file")
     odd = spool.folder / "00000000000000000001-y.delivery.json"      # whole JSON, but not a delivery
     odd.write_text(json.dumps({"platform": "shopify", "shop": "main", "topic": "t", "headers": {}, "body": "",
                                "received_at": "2026-01-01T00:00:00+00:00", "delivery_id": 7}))
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
+    _put(spool, "b")
     assert spool.drain(db) == 2
     assert [d.delivery_id for d in _stored(db)] == ["a", "b"]
     assert (spool.folder / "unreadable" / bad.name).read_text() == "{half a file"
@@ -166,10 +165,8 @@ def _refusing(monkeypatch, sqlstate: str, message: str, times: int = 1) -> None:
 def test_a_failure_that_is_not_about_the_delivery_keeps_it_for_the_next_round(tmp_path, monkeypatch):
     """A standby reached during a failover answers 'read-only transaction' (25006): not the delivery's
     fault, so it is not set aside as unstorable; it waits for the next round."""
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    db, spool = _db_and_spool(tmp_path)
+    _put(spool, "a")
     _refusing(monkeypatch, "25006", "cannot execute INSERT in a read-only transaction")
     with pytest.raises(sqlalchemy.exc.OperationalError):
         spool.drain(db)
@@ -180,9 +177,7 @@ def test_a_failure_that_is_not_about_the_delivery_keeps_it_for_the_next_round(tm
 def test_a_delivery_the_database_refuses_for_good_does_not_hold_the_others(tmp_path, monkeypatch, caplog):
     """PostgreSQL refuses a delivery whose (unsigned) X-Shopify-Webhook-Id is too long for its index (54000):
     that one is set aside and named; those behind it are stored."""
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
+    db, spool = _db_and_spool(tmp_path)
     for d in ("huge-id", "b", "c"):
         spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id=d)
     _refusing(monkeypatch, "54000", "index row size 9000 exceeds btree version 4 maximum 2704")
@@ -268,10 +263,8 @@ def test_a_forked_receiver_gets_a_mover_of_its_own(tmp_path):
 def test_a_database_set_up_wrongly_keeps_the_deliveries_for_when_it_is_fixed(tmp_path, monkeypatch):
     """A restore without grants (42501 permission denied), a missing table: a person fixes it, and the same
     deliveries are stored then. Set aside, they would be out of the pipeline for good."""
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    db, spool = _db_and_spool(tmp_path)
+    _put(spool, "a")
     _refusing(monkeypatch, "42501", "permission denied for table inbox", times=2)
     for _ in range(2):
         with pytest.raises(sqlalchemy.exc.OperationalError):
@@ -281,13 +274,11 @@ def test_a_database_set_up_wrongly_keeps_the_deliveries_for_when_it_is_fixed(tmp
 
 
 def test_a_file_that_cannot_be_read_holds_up_no_other_and_is_set_aside_the_third_time(tmp_path, caplog):
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    db, spool = _db_and_spool(tmp_path)
+    _put(spool, "a")
     stuck = spool.folder / "00000000000000000002-stuck.delivery.json"
     stuck.mkdir()                           # reading it fails (EISDIR), as a root-owned file would (EACCES)
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
+    _put(spool, "b")
     assert spool.drain(db) == 2 and [d.delivery_id for d in _stored(db)] == ["a", "b"]
     assert spool.waiting() == [stuck]
     spool.drain(db)
@@ -327,16 +318,14 @@ def test_the_mover_does_not_wait_between_rounds_that_move_deliveries(tmp_path, m
     """Under steady traffic every delivery comes through the spool until it is empty: a mover that slept
     between rounds (every EVERY seconds) would never catch up."""
     monkeypatch.setattr("connector.spool.Mover.EVERY", 60.0)
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    spool = Spool(tmp_path / "spool")
-    spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="a")
+    db, spool = _db_and_spool(tmp_path)
+    _put(spool, "a")
     real = spool_module._record
 
     def arriving(engine, record):       # a delivery arrives while the first round runs
         real(engine, record)
         if record["delivery_id"] == "a":
-            spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id="b")
+            _put(spool, "b")
     monkeypatch.setattr(spool_module, "_record", arriving)
     inbox.use_spool(db, tmp_path / "spool")
     assert wait_until(lambda: len(_stored(db)) == 2, timeout=20)      # a bound far below EVERY, not a timing

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 
 from backend.db import init_schema, make_engine, write_transaction
-from backend.storage import Event, StoredOrder
+from backend.storage import Contact, Event, StoredOrder
 from backend.workflows import repo
 from backend.workflows import storage as t
 from backend.workflows.runner import IDLE_WAIT, Runner
@@ -35,23 +35,30 @@ def workflow(timer_seconds: float) -> dict:
          "body": "Hi ${firstName}: {% for i in items %}{{ i.name }} {% endfor %}"}]}
 
 
-def order_rows(start: int, n: int, now: datetime) -> tuple[list, list]:
-    orders, events = [], []
+def order_rows(start: int, n: int, now: datetime) -> tuple[list, list, list]:
+    """Contacts, orders and events as the backend's intake stores them (every event names its contact:
+    one whose contact was deleted starts no run)."""
+    contacts, orders, events = [], [], []
     for i in range(start, start + n):
         ext = f"B-{i}"
+        contacts.append({"id": i + 1, "email": f"c{i}@example.com", "email_lc": f"c{i}@example.com", "first_name": "Ann",
+                         "created_at": now, "updated_at": now})
         payload = {"externalOrderId": ext, "email": f"c{i}@example.com", "firstName": "Ann", "totalCost": 10.0,
                    "status": "INITIALIZED", "date": now.isoformat(), "currency": "USD",
                    "items": [{"externalItemId": "S1", "name": "Mug", "quantity": 1, "cost": 10.0}]}
-        orders.append({"id": i + 1, "external_order_id": ext, "status": "INITIALIZED", "total_cost": 10.0, "currency": "USD",
-                       "date": now, "content_hash": str(i), "payload": json.dumps(payload), "created_at": now, "updated_at": now})
-        events.append({"type": "orderINITIALIZED", "key": ext, "order_id": i + 1, "created_at": now,
-                       "params": json.dumps({"eventKey": ext, "orderId": i + 1, "EmailAddress": f"c{i}@example.com"})})
-    return orders, events
+        orders.append({"id": i + 1, "external_order_id": ext, "contact_id": i + 1, "status": "INITIALIZED",
+                       "total_cost": 10.0, "currency": "USD", "date": now, "content_hash": str(i),
+                       "payload": json.dumps(payload), "created_at": now, "updated_at": now})
+        events.append({"type": "orderINITIALIZED", "key": ext, "order_id": i + 1, "contact_id": i + 1, "created_at": now,
+                       "params": json.dumps({"eventKey": ext, "orderId": i + 1, "contactId": i + 1,
+                                             "EmailAddress": f"c{i}@example.com"})})
+    return contacts, orders, events
 
 
 def feed(engine, start: int, n: int) -> None:
-    orders, events = order_rows(start, n, datetime.now(timezone.utc))
+    contacts, orders, events = order_rows(start, n, datetime.now(timezone.utc))
     with write_transaction(engine) as conn:
+        conn.execute(insert(Contact.__table__), contacts)
         conn.execute(insert(StoredOrder.__table__), orders)
         conn.execute(insert(Event.__table__), events)
 

@@ -207,7 +207,7 @@ def store_delivery(engine: Engine, *, shop: str, topic: str, headers: dict, body
         return _store(engine, shop=shop, topic=topic, headers=headers, body=body, delivery_id=delivery_id,
                       platform=platform)
     except Exception as e:
-        if mover is None or not database.is_unavailable(e):
+        if mover is None or not _keepable(e):
             raise
         try:
             path = _spool(mover, platform, shop, topic, headers, body, delivery_id)
@@ -218,6 +218,16 @@ def store_delivery(engine: Engine, *, shop: str, topic: str, headers: dict, body
                     "into the inbox once the database works again", platform, shop, path.name,
                     database.unavailable_reason(e))
         return SPOOLED
+
+
+def _keepable(e: BaseException) -> bool:
+    """Whether a delivery the database did not take goes to the spool: when the database is down, and when it
+    is set up wrongly (a grant missing after a restore, which a person fixes while the spool keeps them);
+    not when it refuses the values themselves (they could never be stored), nor for a bug of ours."""
+    from sqlalchemy.exc import DBAPIError
+    if database.is_unavailable(e):
+        return True
+    return isinstance(e, (DBAPIError, sqlite3.Error)) and not database.refuses_the_data(e)
 
 
 def _spool(mover: Mover, platform: str, shop: str, topic: str, headers: dict, body: bytes, delivery_id: str | None):

@@ -347,3 +347,29 @@ def test_temporary_files_a_crash_left_are_deleted_when_the_receiver_starts(tmp_p
     os.utime(old, (0, 0))
     inbox.use_spool(db, folder)
     assert not old.exists() and new.exists()        # a new one may be another receiver's, being written
+
+
+def test_a_database_set_up_wrongly_keeps_new_deliveries_in_the_spool_too(receiver, monkeypatch):
+    """A grant missing after a restore (42501): WooCommerce would lose a delivery answered 500, so it is kept
+    like one the database could not take while down, and stored once a person has fixed the grant."""
+    client, engine, spool = receiver
+    real = inbox._store
+    calls = []
+
+    def refused(engine, **kw):
+        calls.append(kw["delivery_id"])
+        if len(calls) == 1:
+            raise sqlalchemy.exc.ProgrammingError("INSERT", {}, _PgError("42501", "permission denied for table inbox"))
+        return real(engine, **kw)
+    monkeypatch.setattr(inbox, "_store", refused)
+    assert _post(client, 2).status_code == 200
+    assert wait_until(lambda: [d.delivery_id for d in _stored(engine)] == ["wh-2"])
+
+
+def test_values_the_database_can_never_store_are_not_spooled(receiver, monkeypatch):
+    client, engine, spool = receiver
+
+    def refused(engine, **kw):
+        raise sqlalchemy.exc.DataError("INSERT", {}, _PgError("54000", "index row size 9000 exceeds maximum 2704"))
+    monkeypatch.setattr(inbox, "_store", refused)
+    assert _post(client, 2).status_code == 500 and spool.waiting() == []

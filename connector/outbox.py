@@ -134,6 +134,15 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
     return result
 
 
+def known_orders(session: Session, shop: str, external_order_ids: Iterable[str]) -> set[str]:
+    """Which of these orders of `shop` have had a version enqueued (sent, on its way, or failed)."""
+    ids, found = list(dict.fromkeys(external_order_ids)), set()
+    for start in range(0, len(ids), 500):
+        found.update(session.execute(select(_HEADS.c.external_order_id).where(
+            _HEADS.c.shop == shop, _HEADS.c.external_order_id.in_(ids[start:start + 500]))).scalars())
+    return found
+
+
 def _read_heads(session: Session, keys: set[tuple[str, str]], sqlite: bool) -> dict:
     """(shop, order id) → (content hash, source_updated_at, True) of the heads that exist among `keys`."""
     heads = {}

@@ -8,13 +8,11 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.shopify.translate import Product, Translated, earlier_checkout_keys, translate_checkout, translate_order, validate
 from connector.format import parse_date
-from connector.outbox import Version, enqueue, enqueue_failed
-from connector.store import OrderHead
+from connector.outbox import Version, enqueue, enqueue_failed, known_orders
 
 log = logging.getLogger(__name__)
 
@@ -68,26 +66,25 @@ def store_orders(session: Session, shop, payloads: Iterable[Mapping], source: st
 
 def store_checkouts(session: Session, shop, payloads: Iterable[Mapping], source: str,
                     products: Mapping[str, Product] | None = None) -> SinkResult:
-    items = []
-    for p in payloads:
-        t = translate_checkout(p, shop, products)
-        items.append((t if t is None else _earlier_key(session, shop, p, t), p))
-    return store(session, shop, items, source)
+    items = [(translate_checkout(p, shop, products), p) for p in payloads]
+    return store(session, shop, _earlier_keys(session, shop, items), source)
 
 
-def _earlier_key(session: Session, shop, payload: Mapping, t: Translated) -> Translated:
+def _earlier_keys(session: Session, shop, items: list[tuple[Translated | None, Mapping]]) -> list:
     """A checkout sent before checkouts were keyed by id keeps its earlier key (its token, or its recovery
     URL's): under the new key it would be a second abandoned cart, and its buyer would get a second
     reminder. Only for checkouts with a version under an earlier key and none under the new one; once no
-    checkout from before that upgrade is open (Shopify keeps them a few weeks), this finds nothing."""
-    earlier = [f"{shop.order_id_prefix}checkout-{k}" for k in earlier_checkout_keys(payload)]
-    earlier = [k for k in earlier if k != t.external_order_id]
-    if not earlier:
-        return t
-    heads = OrderHead.__table__
-    known = set(session.execute(select(heads.c.external_order_id).where(
-        heads.c.shop == shop.name, heads.c.external_order_id.in_([t.external_order_id, *earlier]))).scalars())
-    key = next((k for k in earlier if k in known), None)
-    if key is None or t.external_order_id in known:
-        return t
-    return validate({**t.wire, "externalOrderId": key}, bool(payload.get("taxes_included")))
+    checkout from before that upgrade is open (Shopify keeps them a few weeks), this finds nothing.
+    One look-up for the page."""
+    earlier = {id(t): [k for k in (f"{shop.order_id_prefix}checkout-{e}" for e in earlier_checkout_keys(p))
+                       if k != t.external_order_id] for t, p in items if t is not None}
+    wanted = [k for t, _ in items if t is not None and earlier[id(t)] for k in (t.external_order_id, *earlier[id(t)])]
+    if not wanted:
+        return items
+    known = known_orders(session, shop.name, wanted)
+    out = []
+    for t, p in items:
+        key = None if t is None or t.external_order_id in known else next(
+            (k for k in earlier[id(t)] if k in known), None)
+        out.append((t if key is None else validate({**t.wire, "externalOrderId": key}, bool(p.get("taxes_included"))), p))
+    return out

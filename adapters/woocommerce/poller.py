@@ -15,6 +15,7 @@ from adapters.woocommerce.client import WooClient, has_credentials, products_for
 from adapters.woocommerce.translate import gmt_date, options_of, translate
 from connector.config import parse_duration
 from connector.errors import FatalAPIError, InvalidInput
+from connector.outbox import known_orders
 
 __all__ = ["poll", "has_credentials", "store_page", "next_window", "wc_timestamp"]
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def store_page(session: Session, shop, orders: list, source: str, *,
     if known_only:
         orders = [o for o in orders if isinstance(o, dict)]
         oid = {id(o): f"{options.order_id_prefix}{o.get('id')}" for o in orders}
-        sent = sink.known(session, shop.name, list(oid.values()))
+        sent = known_orders(session, shop.name, list(oid.values()))
         newest = max(filter(None, (gmt_date(o.get("date_modified_gmt")) for o in orders)), default=None)
         orders = [o for o in orders if oid[id(o)] in sent]
     products = products_for(shop, orders) if orders else {}

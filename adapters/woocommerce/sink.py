@@ -4,12 +4,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.woocommerce.translate import Translation
 from connector.outbox import Version, enqueue, enqueue_failed
-from connector.store import OrderHead
 
 log = logging.getLogger("adapters.woocommerce")
 # Orders sent although their money does not add up (DESIGN.md section 3: "logged and counted").
@@ -45,13 +43,3 @@ def _fail_once(session: Session, shop: str, t: Translation, source: str) -> None
         COUNTS["failed"] += 1
         log.warning("shop %s order %s cannot be sent: %s", shop, t.external_order_id, t.error)
 
-
-def known(session: Session, shop: str, external_order_ids: list[str]) -> set[str]:
-    """Which of these orders have had a version enqueued (sent or on its way)."""
-    heads = OrderHead.__table__
-    found: set[str] = set()
-    for start in range(0, len(external_order_ids), 500):
-        chunk = external_order_ids[start:start + 500]
-        found.update(session.execute(select(heads.c.external_order_id).where(
-            heads.c.shop == shop, heads.c.external_order_id.in_(chunk))).scalars())
-    return found

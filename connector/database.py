@@ -120,6 +120,18 @@ _PG_UNAVAILABLE_STATES = ("55P03", "55006", "25006")   # 25006: a standby reache
 _SQLITE_UNAVAILABLE_CODES = frozenset({5, 6, 7, 8, 10, 11, 13, 14, 15})
 
 
+def _codes(e: BaseException) -> tuple[str | None, int | None]:
+    """(PostgreSQL SQLSTATE, SQLite primary result code) of a driver error, raw or wrapped by SQLAlchemy."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+    orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e
+    sqlstate = getattr(orig, "sqlstate", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return (sqlstate if isinstance(sqlstate, str) and sqlstate else None,
+            code & 0xFF if isinstance(orig, sqlite3.Error) and isinstance(code, int) else None)
+
+
 def is_unavailable(e: BaseException) -> bool:
     """True when `e` says the database could not be used (connection lost, server restarting, locked past the
     busy timeout, disk full), as opposed to something wrong with the data: the same work can succeed later."""
@@ -131,13 +143,11 @@ def is_unavailable(e: BaseException) -> bool:
         return True
     if isinstance(e, DBAPIError) and e.connection_invalidated:
         return True
-    orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate:
+    sqlstate, code = _codes(e)
+    if sqlstate is not None:
         return sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_STATES
-    code = getattr(orig, "sqlite_errorcode", None)
-    if isinstance(orig, sqlite3.Error) and isinstance(code, int):
-        return code & 0xFF in _SQLITE_UNAVAILABLE_CODES
+    if code is not None:
+        return code in _SQLITE_UNAVAILABLE_CODES
     # no code to go by (a driver without one, an error raised by hand): the exception's kind decides
     return isinstance(e, (OperationalError, InterfaceError, sqlite3.OperationalError))
 
@@ -149,17 +159,13 @@ _SQLITE_DATA_CODES = frozenset({18, 19, 20, 25})  # TOOBIG, CONSTRAINT, MISMATCH
 def refuses_the_data(e: BaseException) -> bool:
     """True when `e` says the database will never take these values (as opposed to being down, or set up
     wrongly: a missing grant or table is fixed by a person, and the same work then succeeds)."""
-    import sqlite3
-
-    from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+    from sqlalchemy.exc import DataError, IntegrityError
     if isinstance(e, (DataError, IntegrityError)):
         return True
-    orig = getattr(e, "orig", None) if isinstance(e, DBAPIError) else e
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate:
+    sqlstate, code = _codes(e)
+    if sqlstate is not None:
         return sqlstate[:2] in _PG_DATA_CLASSES
-    code = getattr(orig, "sqlite_errorcode", None)
-    return isinstance(orig, sqlite3.Error) and isinstance(code, int) and code & 0xFF in _SQLITE_DATA_CODES
+    return code in _SQLITE_DATA_CODES
 
 
 def unavailable_reason(e: BaseException) -> str:

@@ -169,9 +169,9 @@ _movers: dict[tuple[str, int], Mover] = {}     # one thread per spool folder and
 
 
 def use_spool(engine: Engine, folder: str | os.PathLike) -> Mover:
-    """Deliveries that `engine` cannot take (database.is_unavailable) go to `folder`, and from there into
-    the inbox by a thread of this process, which runs while anything waits there (from now, if an earlier
-    run left deliveries)."""
+    """Deliveries that `engine` cannot take (`_keepable`) go to `folder`, and from there into the inbox by a
+    thread of this process, which runs while anything waits there (from now, if an earlier run left
+    deliveries)."""
     key = (os.path.abspath(folder), os.getpid())
     with _writers_guard:
         mover = _movers.get(key)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import re
-import logging
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -37,15 +37,15 @@ def spool_dir(config, database_url: str) -> str | None:
     section = (config.raw or {}).get("receiver", {}) if config is not None else {}
     if isinstance(section, dict) and "spool_dir" in section:
         return section["spool_dir"] or None
-    if database_url.startswith("sqlite:///") and database_url not in ("sqlite:///", "sqlite:///:memory:"):
-        return os.path.join(os.path.dirname(database_url[len("sqlite:///"):]) or ".", "webhook-spool")
     from sqlalchemy.engine import make_url
     try:
-        database = make_url(database_url).database
+        url = make_url(database_url)
     except Exception:       # noqa: BLE001 - make_engine has read it already; a name is all this needs
-        database = None
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", database or "") or "default"
-    return os.path.join("var", f"webhook-spool-{name}")
+        url = None
+    name = url.database if url is not None else None
+    if url is not None and url.get_backend_name() == "sqlite" and name and name != ":memory:":
+        return os.path.join(os.path.dirname(name) or ".", "webhook-spool")
+    return os.path.join("var", f"webhook-spool-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name or '') or 'default'}")
 
 
 def create_receiver_app(config, engine=None) -> Flask:

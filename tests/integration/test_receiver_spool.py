@@ -249,15 +249,31 @@ def test_outbox_status_says_what_waits_in_the_spool(tmp_path, capsys):
     engine.dispose()
 
 
-def test_a_forked_receiver_gets_a_mover_of_its_own(tmp_path):
-    """A server that forks workers after the app was made: the parent's mover thread is not in the child,
-    whose deliveries would otherwise wait in the spool behind a thread that never runs there."""
-    db = make_engine(f"sqlite:///{tmp_path}/c.db")
-    init_db(db)
-    parents = inbox.use_spool(db, tmp_path / "spool")
-    parents.pid, parents._thread = -1, threading.Thread(target=lambda: None)    # as the child sees it after fork
-    mine = inbox._mover_of(db)
-    assert mine is not parents and mine.pid == os.getpid() and not mine.busy()
+def test_a_forked_receiver_moves_what_it_spools_itself(tmp_path, monkeypatch):
+    """A server that forks workers after the app was made, while the parent's mover thread runs: that thread
+    is not in the child, whose deliveries would otherwise wait in the spool behind a thread that never runs
+    there. The child gets its own, and what it spools reaches the inbox."""
+    monkeypatch.setattr("connector.spool.Mover.EVERY", 0.05)
+    db, spool = _db_and_spool(tmp_path)
+    gate = threading.Event()
+    real_drain = Spool.drain
+    monkeypatch.setattr(Spool, "drain", lambda self, e: gate.wait(30) and real_drain(self, e))
+    _put(spool, "parent's")
+    assert inbox.use_spool(db, spool.folder).busy()         # its thread runs, held at the gate
+    child = os.fork()
+    if child == 0:                          # the forked worker: stores one delivery, then waits for the inbox
+        code = 1
+        try:
+            gate.set()                      # in this process only: its own mover may move files
+            inbox.store_delivery(db, shop="main", topic="orders/create", headers={}, body=b"{}",
+                                 delivery_id="child's", platform="shopify")
+            code = 0 if wait_until(lambda: "child's" in [d.delivery_id for d in _stored(db)]) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    gate.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wait_until(lambda: sorted(d.delivery_id for d in _stored(db)) == ["child's", "parent's"])
 
 
 def test_a_database_set_up_wrongly_keeps_the_deliveries_for_when_it_is_fixed(tmp_path, monkeypatch):

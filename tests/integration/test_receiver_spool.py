@@ -174,17 +174,20 @@ def test_a_failure_that_is_not_about_the_delivery_keeps_it_for_the_next_round(tm
     assert spool.drain(db) == 1 and [d.delivery_id for d in _stored(db)] == ["a"]
 
 
-def test_a_delivery_the_database_refuses_for_good_does_not_hold_the_others(tmp_path, monkeypatch, caplog):
+def test_a_delivery_the_database_refuses_for_good_does_not_hold_the_others(tmp_path, pg_url, caplog):
     """PostgreSQL refuses a delivery whose (unsigned) X-Shopify-Webhook-Id is too long for its index (54000):
     that one is set aside and named; those behind it are stored."""
-    db, spool = _db_and_spool(tmp_path)
-    for d in ("huge-id", "b", "c"):
+    db = make_engine(pg_url)
+    init_db(db)
+    spool = Spool(tmp_path / "spool")
+    huge = os.urandom(6000).hex()           # random: a compressed index entry is still above 2704 bytes
+    for d in (huge, "b", "c"):
         spool.put(platform="shopify", shop="main", topic="orders/create", headers={}, body=b"{}", delivery_id=d)
-    _refusing(monkeypatch, "54000", "index row size 9000 exceeds btree version 4 maximum 2704")
     assert spool.drain(db) == 2
     assert [d.delivery_id for d in _stored(db)] == ["b", "c"]
     assert len(list((spool.folder / "unreadable").iterdir())) == 1
-    assert any("index row size" in r.getMessage() for r in caplog.records)
+    assert any("index row" in r.getMessage() and "maximum size" in r.getMessage() for r in caplog.records)
+    db.dispose()
 
 
 def test_deliveries_reach_the_inbox_in_the_order_they_came_while_the_spool_is_emptied(receiver, monkeypatch):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import csv
 from pathlib import Path
 from typing import Callable
 
@@ -28,8 +29,8 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         raise CsvUnreadable(f"unknown preset {preset!r} (use {', '.join(PRESETS)})")
     dialect, f = open_csv(path, encoding, delimiter)
     with f:
-        rows = read_rows(f, dialect.delimiter, path.name)
-        first = next(rows, None)
+        reader = csv.reader(f, delimiter=dialect.delimiter)
+        first = next(read_rows(reader, path.name), None)
         if first is None:
             raise CsvUnreadable(f"{path.name} is empty: no header row")
         header = Header(first.cells)
@@ -48,7 +49,7 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
             start = data_start(path, 3 if dialect.bom and _range_codec(dialect.encoding) == "utf-8" else 0,
                                _range_codec(dialect.encoding), dialect.delimiter, first.cells)
         if start is None:
-            summary = importer.run(rows)
+            summary = importer.run(reader, path.name)
         else:
             summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start)
     return bound.label, summary

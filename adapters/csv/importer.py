@@ -35,8 +35,8 @@ except ImportError:             # not on Unix: no fork either, so no workers
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
-from adapters.csv.ranges import Parsed, Range, Unsplittable, parse, ranges, read_range
-from adapters.csv.reader import CsvUnreadable, Dialect, Row, line_count, open_text_at, read_rows
+from adapters.csv.ranges import END_MARK, Range, Unsplittable, range_reader, ranges, read_range
+from adapters.csv.reader import CsvUnreadable, Dialect, Row, line_count, open_text_at, unreadable
 from adapters.csv.seen import SeenOrders
 from adapters.csv.values import CellError
 
@@ -118,33 +118,59 @@ def is_blank(cells: list[str]) -> bool:
     return not any(cells) or not "".join(cells).strip()
 
 
-def group_rows(rows: Iterable[Row], key_of: Callable[[list[str]], str], width: int,
-               blank: BlankRows) -> Iterator[tuple[str, list[Row]]]:
-    """Consecutive rows with the same key form one order (exports keep an order's rows together); a row
-    with no key is an order of its own (and rejected as such), unless no cell of it is filled: it is
-    counted in `blank` and skipped (and does not part the rows around it).
+class OrderRows:
+    """The orders of a csv.reader's rows: consecutive rows with the same key form one order (exports keep an
+    order's rows together); a row with no key is an order of its own (and rejected as such), unless no cell
+    of it is filled: it is counted in `blank` and skipped (and does not part the rows around it).
+
+    Each row is read with the physical line it starts on, counted on from where the reader is (`first_line`
+    is the line of the reader's own first line). Reading, numbering and grouping are one loop: a generator
+    per row for each would cost half as much again as csv.reader itself.
 
     Rows are padded to at least width + 1 cells: short rows (Excel trims trailing blanks) read as
     blanks, and cell `width` is a blank that stands in for missing columns (Header.position).
+
+    `end_mark`: a row holding just this text ends the reading and sets `ended` (the sentinel of a range,
+    ranges.range_reader).
     """
-    need = width + 1
-    current: list[Row] = []
-    cur_key = None
-    for row in rows:
-        cells = row.cells
-        if len(cells) < need:
-            cells.extend([""] * (need - len(cells)))
-        k = key_of(cells)
-        if not k and is_blank(cells):
-            blank.add(row.line)
-            continue
-        if current and (k != cur_key or not k):
+
+    def __init__(self, reader, key_of: Callable[[list[str]], str], width: int, blank: BlankRows, name: str,
+                 first_line: int = 1, end_mark: str | None = None):
+        self.reader, self.key_of, self.width, self.blank, self.name = reader, key_of, width, blank, name
+        self.first_line, self.end_mark = first_line, end_mark
+        self.ended = False
+
+    def __iter__(self) -> Iterator[tuple[str, list[Row]]]:
+        reader, key_of, blank, end_mark = self.reader, self.key_of, self.blank, self.end_mark
+        need = self.width + 1
+        new = tuple.__new__             # Row(...) would be a Python call per row
+        current: list[Row] = []
+        cur_key = None
+        base = self.first_line - 1
+        end = base + reader.line_num
+        try:
+            for cells in reader:
+                start, end = end + 1, base + reader.line_num
+                if len(cells) < need:
+                    if not cells:
+                        continue
+                    if cells[0] == end_mark and len(cells) == 1:
+                        self.ended = True
+                        break
+                    cells.extend([""] * (need - len(cells)))
+                k = key_of(cells)
+                if not k and is_blank(cells):
+                    blank.add(start)
+                    continue
+                if current and (k != cur_key or not k):
+                    yield cur_key, current
+                    current = []
+                cur_key = k
+                current.append(new(Row, (start, cells)))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise unreadable(e, self.name, end + 1) from None
+        if current:
             yield cur_key, current
-            current = []
-        cur_key = k
-        current.append(row)
-    if current:
-        yield cur_key, current
 
 
 def row_errors(group: list[Row], width: int) -> list[CellError]:
@@ -196,19 +222,21 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     """Read, parse, group, check and translate the orders of one range (in a worker process)."""
     data = read_range(path, r)
     try:
-        rows = Parsed(data, codec, delimiter, r.first_line, path.name)
+        reader = range_reader(data, codec, delimiter)
     except UnicodeDecodeError as e:
         line = r.first_line + line_count(e.object[:e.start])
         return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
-    if not rows.plain:
+    if reader is None:
         return _RangeResult(0, False, [])       # a bare quote: this range and the rest, in one process
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
-    blank = BlankRows()
+    blank, rows = BlankRows(), 0
+    groups = OrderRows(reader, bound.key, width, blank, path.name, r.first_line, END_MARK)
     try:
-        for key, group in group_rows(rows, bound.key, width, blank):
+        for key, group in groups:
+            rows += len(group)
             errors = row_errors(group, width)
             done = None if errors or not key else translate(bound, group, nul_free)
             if done is not None and done[0] == "ok":
@@ -219,9 +247,9 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
                                done[1] if done else []))
     except CsvUnreadable:
         pass        # a row csv.reader refuses: read again in one process, which reports it with its line
-    if not rows.aligned:
-        return _RangeResult(rows.rows, False, [])
-    return _RangeResult(rows.rows, True, orders, blank=blank if blank.count else None)
+    if not groups.ended:
+        return _RangeResult(0, False, [])
+    return _RangeResult(rows + blank.count, True, orders, blank=blank if blank.count else None)
 
 
 def _serve(bound: Bound, tasks, results, theirs: list, path: Path, codec: str, delimiter: str, width: int) -> None:
@@ -427,9 +455,9 @@ class Importer:
         self.seen = SeenOrders()
         self.key_column = getattr(bound, "key_column", "order id")
 
-    def run(self, rows: Iterable[Row]) -> Summary:
-        """Import `rows` (the data rows, after the header) in this process."""
-        return self._finish(lambda: self._local(rows))
+    def run(self, reader, name: str) -> Summary:
+        """Import the rest of a csv.reader of file `name` (the data rows, after the header) in this process."""
+        return self._finish(lambda: self._local(reader, name))
 
     def run_file(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> Summary:
         """Import the data rows from byte `start` (line `first_line`) with worker processes, each taking whole
@@ -438,7 +466,7 @@ class Importer:
             rest = self._ranges(path, codec, delimiter, start, first_line)
             if rest is not None:
                 with open_text_at(path, codec, rest[0]) as f:
-                    self._local(read_rows(f, delimiter, path.name, first_line=rest[1]))
+                    self._local(csv.reader(f, delimiter=delimiter), path.name, first_line=rest[1])
         return self._finish(work)
 
     def _finish(self, work: Callable[[], None]) -> Summary:
@@ -458,9 +486,9 @@ class Importer:
 
     # ---- in this process ---------------------------------------------------------------
 
-    def _local(self, rows: Iterable[Row]) -> None:
+    def _local(self, reader, name: str, first_line: int = 1) -> None:
         blank = self.summary.blank
-        orders = group_rows(rows, self.bound.key, self.width, blank)
+        orders = iter(OrderRows(reader, self.bound.key, self.width, blank, name, first_line))
         prepared = hasattr(self.sink, "add_prepared")
         while True:
             blanks_before = blank.count
@@ -588,9 +616,9 @@ class Importer:
         return None
 
     def _rows_again(self, path: Path, codec: str, delimiter: str, r: Range, line: int) -> list[Row]:
-        rows, _ = parse(read_range(path, r), codec, delimiter, r.first_line)
-        return next(group for _, group in group_rows(rows, self.bound.key, self.width, BlankRows())
-                    if group[0].line == line)
+        reader = range_reader(read_range(path, r), codec, delimiter)
+        return next(group for _, group in OrderRows(reader, self.bound.key, self.width, BlankRows(), path.name,
+                                                    r.first_line, END_MARK) if group[0].line == line)
 
     def _reject(self, group: list[Row], errors: list[CellError]) -> None:
         s = self.summary

@@ -23,11 +23,11 @@ import os
 import re
 from typing import Callable, Iterator, NamedTuple
 
-from adapters.csv.reader import Row, line_count, read_rows
+from adapters.csv.reader import line_count
 
 TARGET_BYTES = 1 << 20          # a range: about a megabyte, ~500 orders of a Shopify export
 MAX_BYTES = 16 << 20            # no cut found in this much: the rest of the file is read in one process
-_SENTINEL = "\x1e\x1forderbridge-range-end\x1f\x1e"
+END_MARK = "\x1e\x1forderbridge-range-end\x1f\x1e"
 
 
 class Range(NamedTuple):
@@ -198,44 +198,16 @@ def quoting_is_plain(text: str, delimiter: str) -> bool:
     return pattern.fullmatch(text) is not None
 
 
-class Parsed:
-    """The rows of one range, read as they are consumed (kept rows would cost a third more: the allocator
-    and the collector pay for every live cell); after the last, `aligned` and `rows` are known."""
-
-    def __init__(self, data: bytes, codec: str, delimiter: str, first_line: int, name: str = "the file"):
-        self.text = data.decode(codec)
-        self.name = name
-        self.delimiter = delimiter
-        self.first_line = first_line
-        # True once the sentinel came back as a row of its own (the range ended between records), and only
-        # where the quoting is plain: with a bare quote, the cut may also have split an order
-        self.aligned = False
-        self.plain = quoting_is_plain(self.text, delimiter)
-        self.rows = 0
-
-    def __iter__(self) -> Iterator[Row]:
-        text = self.text
-        if text and text[-1] not in "\r\n":
-            text += "\n"
-        last = None
-        for row in read_rows(io.StringIO(text + _SENTINEL + "\n", newline=""), self.delimiter, self.name,
-                             self.first_line):
-            if last is not None:
-                yield last
-                self.rows += 1
-            last = row
-        # the last row is the sentinel itself, or the range ended inside a quoted cell
-        self.aligned = self.plain and last is not None and last.cells == [_SENTINEL]
-        if last is not None and not self.aligned:
-            yield last
-            self.rows += 1
-
-
-def parse(data: bytes, codec: str, delimiter: str, first_line: int) -> tuple[list[Row], bool]:
-    """The rows of one range with their physical lines, and whether the range ended between records."""
-    parsed = Parsed(data, codec, delimiter, first_line)
-    rows = list(parsed)
-    return rows, parsed.aligned
+def range_reader(data: bytes, codec: str, delimiter: str):
+    """A csv.reader over one range's text and then a row holding just END_MARK, which comes back as a row of
+    its own only when the range really ended between records; None where the quoting is not plain (a bare
+    quote may have fooled the cut, and put it inside an order). Raises UnicodeDecodeError."""
+    text = data.decode(codec)
+    if not quoting_is_plain(text, delimiter):
+        return None
+    if text and text[-1] not in "\r\n":
+        text += "\n"
+    return csv.reader(io.StringIO(text + END_MARK + "\n", newline=""), delimiter=delimiter)
 
 
 def read_range(path, r: Range) -> bytes:

@@ -114,22 +114,28 @@ def open_text(path: Path, encoding: str):
         raise CsvUnreadable(f"cannot read {path}: {e.strerror}") from None
 
 
-def read_rows(f, delimiter: str, name: str, first_line: int = 1) -> Iterator[Row]:
-    """Rows with the physical line each starts on; from the start of a file, the header row comes first
-    (line 1); from elsewhere (`open_text_at`), `first_line` is the line there."""
-    reader = csv.reader(f, delimiter=delimiter)
-    end = first_line - 1
+def read_rows(reader, name: str, first_line: int = 1) -> Iterator[Row]:
+    """The rows of a csv.reader with the physical line each starts on, counted on from where the reader is
+    (`first_line` is the line of the reader's own first line: 1 from the start of a file, where the header
+    row comes first; another from elsewhere, see `open_text_at`)."""
+    base = first_line - 1
+    end = base + reader.line_num
     new = tuple.__new__             # Row(...) would be a Python call per row
     try:
         for cells in reader:
-            start, end = end + 1, first_line - 1 + reader.line_num
+            start, end = end + 1, base + reader.line_num
             if cells:
                 yield new(Row, (start, cells))
-    except UnicodeDecodeError as e:
-        raise CsvUnreadable(f"{name}: line {end + 1} cannot be decoded as {e.encoding} "
-                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding") from None
-    except csv.Error as e:
-        raise CsvUnreadable(f"{name}: line {end + 1}: {e}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise unreadable(e, name, end + 1) from None
+
+
+def unreadable(e: UnicodeDecodeError | csv.Error, name: str, line: int) -> CsvUnreadable:
+    """What csv.reader (or the decoder under it) raised at physical line `line`, for the user."""
+    if isinstance(e, UnicodeDecodeError):
+        return CsvUnreadable(f"{name}: line {line} cannot be decoded as {e.encoding} "
+                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+    return CsvUnreadable(f"{name}: line {line}: {e}")
 
 
 def open_text_at(path: Path, encoding: str, offset: int):

@@ -193,9 +193,11 @@ def test_plain_quoting_is_told_from_bare_quotes(text, delimiter, plain):
     finds the same record ends as csv.reader (a bare quote could put a cut inside an order)."""
     assert ranges.quoting_is_plain(text, delimiter) is plain
     if plain:
-        parsed = ranges.Parsed(text.encode(), "utf-8", delimiter, 2)
-        assert [r.cells for r in parsed] == [c for c in csv.reader(text.splitlines(keepends=True),
-                                                                     delimiter=delimiter) if c]
+        rows = [c for c in ranges.range_reader(text.encode(), "utf-8", delimiter) if c]
+        assert rows[-1] == [ranges.END_MARK]
+        assert rows[:-1] == [c for c in csv.reader(text.splitlines(keepends=True), delimiter=delimiter) if c]
+    else:
+        assert ranges.range_reader(text.encode(), "utf-8", delimiter) is None
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")

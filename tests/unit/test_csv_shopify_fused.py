@@ -45,7 +45,7 @@ def check(bound: ShopifyExport, rows: list[Row]) -> bool:
 
 def orders_of(path: Path) -> tuple[ShopifyExport, list[list[Row]]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = read_rows(f, ",", path.name)
+        rows = read_rows(csv.reader(f), path.name)
         header = Header(next(rows).cells)
         bound = ShopifyExport(header)
         groups: dict[str, list[Row]] = {}

@@ -1,6 +1,7 @@
 """Cell readers and the streaming reader of the CSV adapter: pure, no database."""
 from __future__ import annotations
 
+import csv
 import io
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -8,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from adapters.csv.importer import BlankRows, OrderRows
 from adapters.csv.presets.base import allocate_discount
 from adapters.csv.reader import read_rows
 from adapters.csv.values import (CellError, DateReader, join_address, money, not_rounded, offset_date, quantity,
@@ -78,9 +80,14 @@ def test_names_addresses_and_discount_spread():
 
 def test_rows_carry_the_physical_line_they_start_on():
     text = 'a,b\r\n1,"two\nlines"\n\n3,x\r4,"y\r\nz"\n5,w'
-    rows = list(read_rows(io.StringIO(text, newline=""), ",", "t.csv"))
+    rows = list(read_rows(csv.reader(io.StringIO(text, newline="")), "t.csv"))
     assert [(r.line, r.cells[0]) for r in rows] == [(1, "a"), (2, "1"), (5, "3"), (6, "4"), (8, "5")]
     assert rows[1].cells[1] == "two\nlines"
+    # the importer's own loop numbers them alike, on from where the reader is (here: after the header)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    next(reader)
+    orders = list(OrderRows(reader, lambda cells: cells[0], 2, BlankRows(), "t.csv"))
+    assert [(row.line, row.cells[0]) for _, group in orders for row in group] == [(2, "1"), (5, "3"), (6, "4"), (8, "5")]
 
 
 @pytest.mark.parametrize("text", ["1\u00a0234,50", "1\u202f234,50", "1\u2009234,50"])

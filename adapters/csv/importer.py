@@ -6,9 +6,10 @@ chunk of orders for the sink are held at a time.
 For the outbox (a sink with `add_prepared`) the file is cut into byte ranges on order boundaries
 (adapters/csv/ranges.py), and forked worker processes each read, parse, check, build, validate and
 serialise whole ranges; the main process settles the ranges in file order: it catches an order whose
-rows are split across the file, writes the rejected-rows report and the outbox. Otherwise (a dry run, a
-UTF-16 file, --workers 0, one CPU) everything happens in this process, row by row; both give the same
-import, to the byte.
+rows are split across the file and writes the rejected-rows report, then tells the worker holding the
+range's orders to write them to the outbox, in file order too. Otherwise (a dry run, a UTF-16 file,
+--workers 0, one CPU) everything happens in this process, row by row; both give the same import, to the
+byte.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import csv
 import gc
 import multiprocessing
 import os
+import pickle
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ except ImportError:             # not on Unix: no fork either, so no workers
     fcntl = None
 
 from connector.format import InvalidOrder, validate_to_canonical, validate_to_wire
+from connector.outbox import EnqueueResult
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
 from adapters.csv.ranges import END_MARK, Range, Unsplittable, range_reader, ranges, read_range
@@ -45,7 +48,9 @@ ERROR_COLUMN = "import error"
 
 class Sink(Protocol):
     """Where orders go. A sink may also take them prepared (the outbox): `add_prepared(order id, canonical
-    JSON, its sha256 hex, first line, updated_at)`; the file is then read by worker processes."""
+    JSON, its sha256 hex, first line, updated_at)`; the file is then read by worker processes, which
+    write them themselves: `prepared(...)` (the same arguments) makes a version, `in_worker()` is called
+    once a worker is forked, and `write_here(versions)` writes them there."""
 
     def add(self, wire: dict, line: int, built: Built) -> None: ...
 
@@ -54,6 +59,7 @@ class Sink(Protocol):
 
 GC_THRESHOLD = 50_000       # container objects in the collector's first generation (CPython: 700)
 CHUNK_ORDERS = 100          # orders settled at a time in one process (one look-up of earlier keys)
+EVERY_ORDERS = 64           # a worker looks for a write to make every so many orders (see _TurnWriter)
 
 
 def default_workers() -> int:
@@ -204,6 +210,8 @@ _END = Unsplittable(-1, -1)      # marks the end of the ranges (nothing left for
 
 class _Failure(NamedTuple):
     traceback: str
+    error: BaseException | None = None      # raised again in the main process where it pickles (a database
+                                            # error is then reported as one, not as a worker's bug)
 
 
 class _RangeResult(NamedTuple):
@@ -211,49 +219,82 @@ class _RangeResult(NamedTuple):
 
     rows: int
     aligned: bool               # False: the range did not end between records (see ranges.py); redo in one process
-    orders: list[tuple]         # per order, flat (pickling is per object): a translated order is
-                                # (key, first line, order id, canonical JSON, hash, updated_at in UTC, notes),
-                                # a rejected one (key, first line, rows, row errors, translation errors)
+    orders: list[tuple]         # per order, flat (pickling is per object): a translated order is (key, first line,
+                                # notes), its version kept by the worker; a rejected one is
+                                # (key, first line, rows, row errors, translation errors)
     error: str | None = None    # the range cannot be decoded: the import stops here, as it would in one process
     blank: BlankRows | None = None  # the rows with no cell filled (counted in `rows`)
 
 
-def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, width: int) -> _RangeResult:
-    """Read, parse, group, check and translate the orders of one range (in a worker process)."""
+class _Write(NamedTuple):
+    """Main process → worker: write the versions kept for the range at `start`, except the translated orders
+    at these places (orders whose rows turned out to be split across the file). Writes are numbered in
+    file order (`turn`), and made in that order whichever worker holds them."""
+
+    turn: int
+    start: int
+    skip: tuple[int, ...] = ()
+
+
+class _Written(NamedTuple):
+    result: EnqueueResult
+
+
+Prepare = Callable[[str, str, str, int, "datetime | None"], object]
+
+
+def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, width: int,
+               prepare: Prepare, every: Callable[[], None] = lambda: None) -> tuple[_RangeResult, list]:
+    """Read, parse, group, check and translate the orders of one range (in a worker process). Returns the
+    result for the main process, and what `prepare(order id, canonical JSON, hash, first line, updated_at
+    in UTC)` made of each translated order, in order: the worker writes those itself (see _serve).
+    `every` is called every EVERY_ORDERS orders."""
     data = read_range(path, r)
     try:
         reader = range_reader(data, codec, delimiter)
     except UnicodeDecodeError as e:
         line = r.first_line + line_count(e.object[:e.start])
         return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
-                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding"), []
     if reader is None:
-        return _RangeResult(0, False, [])       # a bare quote: this range and the rest, in one process
+        return _RangeResult(0, False, []), []       # a bare quote: this range and the rest, in one process
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
-    orders, nul_free = [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
+    orders, kept, nul_free = [], [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
     blank, rows = BlankRows(), 0
     groups = OrderRows(reader, bound.key, width, blank, path.name, r.first_line, END_MARK)
     try:
-        for key, group in groups:
+        for n, (key, group) in enumerate(groups, 1):
+            if not n % EVERY_ORDERS:
+                every()
             rows += len(group)
             errors = row_errors(group, width)
             done = None if errors or not key else translate(bound, group, nul_free)
+            line = group[0].line
             if done is not None and done[0] == "ok":
                 _, oid, text, digest, updated_at, notes = done
-                orders.append((key, group[0].line, oid, text, digest, in_utc(updated_at), notes))
+                orders.append((key, line, notes))
+                kept.append(prepare(oid, text, digest, line, in_utc(updated_at)))
             else:
-                orders.append((key, group[0].line, group, [(e.column, e.reason, e.line) for e in errors],
+                orders.append((key, line, group, [(e.column, e.reason, e.line) for e in errors],
                                done[1] if done else []))
     except CsvUnreadable:
         pass        # a row csv.reader refuses: read again in one process, which reports it with its line
     if not groups.ended:
-        return _RangeResult(0, False, [])
-    return _RangeResult(rows + blank.count, True, orders, blank=blank if blank.count else None)
+        return _RangeResult(0, False, []), []
+    return _RangeResult(rows + blank.count, True, orders, blank=blank if blank.count else None), kept
 
 
-def _serve(bound: Bound, tasks, results, theirs: list, path: Path, codec: str, delimiter: str, width: int) -> None:
-    """A worker's loop: ranges in, results out, until None (or the main process is gone).
+def _serve(bound: Bound, sink, turn, tasks, writes, results, theirs: list, path: Path, codec: str, delimiter: str,
+           width: int) -> None:
+    """A worker's loop until None (or the main process is gone): a range in, its result out, its versions
+    kept; a _Write in, those versions written to the sink's database here, when it is their turn (the
+    canonical JSON never crosses a pipe: moving it to the main process cost as much as writing it),
+    _Written out.
+
+    Writes come on a pipe of their own and go before ranges, so the worker whose turn it is writes as soon
+    as it is done with the range in hand; the other translates its next range meanwhile, and waits only
+    when it has no range to work on.
 
     A bug here must not pass for a clean import: its traceback goes back and the main process raises it.
     """
@@ -261,64 +302,134 @@ def _serve(bound: Bound, tasks, results, theirs: list, path: Path, codec: str, d
     # a copy stays open here, a killed main process would leave this worker waiting on its pipes forever.
     for conn in theirs:
         conn.close()
+    sink.in_worker()
     # What the fork inherited lives as long as the worker: the collector need not walk it again and
     # again (that walk also copies the shared pages it touches). A range's rows and results die together:
     # a larger first generation lets most of them go before the collector examines them.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD)
+    writer = _TurnWriter(sink, turn, writes, results)
     try:
-        while (r := tasks.recv()) is not None:
+        while True:
             try:
-                results.send(work_range(bound, path, r, codec, delimiter, width))
-            except Exception:
-                results.send(_Failure(traceback.format_exc()))
+                writer.due()
+                if not tasks.poll():
+                    # nothing to translate: wait for a task (or, with a write waiting for the other worker's
+                    # turn, look again soon)
+                    wait([tasks, writes], timeout=0.001 if writer.ready else None)
+                    continue
+                if (task := tasks.recv()) is None:
+                    return
+                result, writer.kept[task.start] = work_range(bound, path, task, codec, delimiter, width,
+                                                             sink.prepared, writer.due)
+                results.send(result)
+            except Exception as e:
+                results.send(_Failure(traceback.format_exc(), e if _pickles(e) else None))
+                return
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
 
 
+class _TurnWriter:
+    """A worker's versions waiting to be written, and the writes it was told to make (see _serve)."""
+
+    def __init__(self, sink, turn, writes, results):
+        self.sink, self.turn, self.writes, self.results = sink, turn, writes, results
+        self.kept: dict[int, list] = {}                 # range start → its versions, until written
+        self.ready: deque[tuple[int, list]] = deque()   # (turn, versions) to write, in turn order
+
+    def due(self) -> None:
+        """Take the writes told since the last look; make those whose turn it is. Called between ranges and
+        every few orders within one, so the other worker seldom waits for this one's turn to pass."""
+        while self.writes.poll():
+            w = self.writes.recv()
+            versions = self.kept.pop(w.start)
+            if w.skip:
+                skip = set(w.skip)
+                versions = [v for i, v in enumerate(versions) if i not in skip]
+            self.ready.append((w.turn, versions))
+        ready = self.ready
+        while ready and ready[0][0] == self.turn.value:
+            versions = ready.popleft()[1]
+            written = self.sink.write_here(versions) if versions else EnqueueResult()
+            self.turn.value += 1                # only the worker whose turn it is writes it
+            self.results.send(_Written(written))
+
+
+def _pickles(e: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(e))
+        return True
+    except Exception:           # noqa: BLE001 - any failure to pickle or unpickle it
+        return False
+
+
 class _Worker:
-    """A forked process working through ranges in the order it is given them; it inherits the bound preset
-    (lambdas do not pickle). Plain pipes, no helper threads; results come back on a pipe of a megabyte
-    (where the system allows), so a worker seldom waits for the main process to read."""
+    """A forked process working through ranges in the order it is given them, and writing what it made of
+    them when told to; it inherits the bound preset (lambdas do not pickle) and the sink. Plain pipes, no
+    helper threads; results come back on a pipe of a megabyte (where the system allows), so a worker
+    seldom waits for the main process to read."""
 
     PIPE_BYTES = 1 << 20
 
-    def __init__(self, bound: Bound, path: Path, codec: str, delimiter: str, width: int,
+    def __init__(self, bound: Bound, sink, turn, path: Path, codec: str, delimiter: str, width: int,
                  others: Iterable["_Worker"] = ()):
         ctx = multiprocessing.get_context("fork")
         tasks_out, tasks_in = ctx.Pipe(duplex=False)
+        writes_out, writes_in = ctx.Pipe(duplex=False)
         results_out, results_in = ctx.Pipe(duplex=False)
-        theirs = [tasks_in, results_out] + [c for w in others for c in (w.tasks, w.results)]
+        theirs = [tasks_in, writes_in, results_out] + [c for w in others for c in (w.tasks, w.writes, w.results)]
         try:
             fcntl.fcntl(results_in.fileno(), fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
         except (AttributeError, OSError):
             pass                        # not Linux, or above the system's limit: a smaller pipe still works
-        self.process = ctx.Process(target=_serve, args=(bound, tasks_out, results_in, theirs, path, codec, delimiter,
-                                                        width), daemon=True)
+        self.process = ctx.Process(target=_serve, args=(bound, sink, turn, tasks_out, writes_out, results_in, theirs,
+                                                        path, codec, delimiter, width), daemon=True)
         self.process.start()
-        tasks_out.close()
-        results_in.close()
-        self.tasks, self.results = tasks_in, results_out
-        self.pending = 0                # ranges sent, results not yet received
+        for conn in (tasks_out, writes_out, results_in):
+            conn.close()
+        self.sink = sink
+        self.tasks, self.writes, self.results = tasks_in, writes_in, results_out
+        self.ranges = 0                 # ranges sent, results not yet received
+        self.writing = 0                # writes sent, not yet done
         self.received: deque[_RangeResult] = deque()
+        self.failed = False             # it sent a failure, or died
+
+    @property
+    def pending(self) -> int:
+        return self.ranges + self.writing
 
     def send(self, r: Range) -> None:
         self.tasks.send(r)
-        self.pending += 1
+        self.ranges += 1
+
+    def write(self, w: _Write) -> None:
+        self.writes.send(w)
+        self.writing += 1
 
     def receive(self) -> None:
-        """Take the next result off the pipe (waiting for it) into `received`."""
+        """Take the next result off the pipe (waiting for it): a range's into `received`, a write's counts
+        into the sink's."""
         try:
             result = self.results.recv()
         except EOFError:
+            self.failed = True
             raise RuntimeError(f"an import worker process died (exit code {self.process.exitcode})") from None
-        self.pending -= 1
         if isinstance(result, _Failure):
+            self.failed = True
+            if result.error is not None:
+                raise result.error
             raise RuntimeError(f"an import worker process failed:\n{result.traceback}")
-        self.received.append(result)
+        if isinstance(result, _Written):
+            self.writing -= 1
+            self.sink.result += result.result
+        else:
+            self.ranges -= 1
+            self.received.append(result)
 
     def stop(self) -> None:
-        """Ask the worker to finish; one still holding ranges (the import stopped early) is ended at once."""
+        """Ask the worker to finish; one still holding tasks (the import stopped early) is ended at once: a
+        write it was making is rolled back with its transaction."""
         if self.pending:
             self.process.terminate()
         else:
@@ -330,8 +441,8 @@ class _Worker:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
-        self.tasks.close()
-        self.results.close()
+        for conn in (self.tasks, self.writes, self.results):
+            conn.close()
 
 
 @dataclass
@@ -544,17 +655,20 @@ class Importer:
         """Ranges to the workers, a few ahead each; results taken in as soon as they are ready (so no worker
         waits while this process writes) and settled in file order. Returns where to go on in this process
         when the rest cannot be cut, else None."""
+        turn = multiprocessing.get_context("fork").RawValue("q", 0)     # the next write to make, in file order
         workers: list[_Worker] = []
         for _ in range(self.workers):
-            workers.append(_Worker(self.bound, path, codec, delimiter, self.width, workers))
+            workers.append(_Worker(self.bound, self.sink, turn, path, codec, delimiter, self.width, workers))
+        self._turns = 0
         source = ranges(path, start, first_line, codec, delimiter, self.bound.key, self.width)
         handed: deque[tuple[Range, _Worker]] = deque()     # in file order
         rest: Range | Unsplittable | None = None
         try:
             while True:
                 while rest is None:
+                    # ranges translated but not written yet count too: they are held in the worker's memory
                     worker = min(workers, key=lambda w: w.pending)
-                    if worker.pending >= self.AHEAD:
+                    if worker.ranges >= self.AHEAD or worker.pending >= 2 * self.AHEAD:
                         break
                     r = next(source, None)
                     if r is None or isinstance(r, Unsplittable):
@@ -562,42 +676,74 @@ class Importer:
                         break
                     worker.send(r)
                     handed.append((r, worker))
-                if not handed:
+                if not handed and rest is not None:
+                    self._written(workers)
                     return None if rest is _END else (rest.start, rest.first_line)
-                for conn in wait([w.results for w in workers if w.pending], timeout=0):
+                # results ready are taken in; with no range out, only writes are: wait for one of those
+                for conn in wait([w.results for w in workers if w.pending], timeout=0 if handed else None):
                     next(w for w in workers if w.results is conn).receive()
+                if not handed:
+                    continue
                 r, worker = handed[0]
-                if not worker.received:
+                while not worker.received:
                     worker.receive()
                 while handed and handed[0][1].received:
                     r, worker = handed.popleft()
-                    again = self._settle_range(path, codec, delimiter, r, worker.received.popleft())
+                    again = self._settle_range(path, codec, delimiter, r, worker.received.popleft(), worker)
                     if again is not None:
+                        self._written(workers)
                         return again
         finally:
+            self._written(workers, stopping=True)
             for w in workers:
                 w.stop()
 
-    def _settle_range(self, path: Path, codec: str, delimiter: str, r: Range, res: _RangeResult) -> tuple[int, int] | None:
+    @staticmethod
+    def _written(workers: list[_Worker], *, stopping: bool = False) -> None:
+        """Wait until every write handed to the workers is made (their counts are then in the sink's).
+
+        Writes are made in turn, so once a worker has failed or died, those after its own never will be:
+        that failure is raised, or, `stopping` (the import failed already), waiting simply ends. The
+        import may have stopped early: the writes handed over are still made, as the writer thread makes
+        the chunks handed to it."""
+        while any(w.writing for w in workers):
+            if any(w.failed or not w.process.is_alive() for w in workers):
+                if stopping:
+                    return
+                dead = next(w for w in workers if w.failed or not w.process.is_alive())
+                while True:
+                    dead.receive()      # raises its failure, or that it died
+            for conn in wait([w.results for w in workers if w.pending], timeout=0.1):
+                try:
+                    next(w for w in workers if w.results is conn).receive()
+                except Exception:
+                    if not stopping:
+                        raise
+
+    def _settle_range(self, path: Path, codec: str, delimiter: str, r: Range, res: _RangeResult,
+                      worker: _Worker) -> tuple[int, int] | None:
+        """Check a range's orders against those before it, report its rejected rows, and have the worker that
+        holds its versions write them (in file order: ranges are settled in file order)."""
         if res.error is not None:
             raise CsvUnreadable(res.error)
         if not res.aligned:
             return r.start, r.first_line        # a bare quote fooled the cut: this range and the rest, here
-        orders, summary, add = res.orders, self.summary, self.sink.add_prepared
+        orders, summary = res.orders, self.summary
         earlier = iter(self.seen.first_lines([(o[0], o[1]) for o in orders if o[0]]))
+        translated, skip = 0, []
         for order in orders:
             key, line = order[0], order[1]
             seen = next(earlier) if key else None
-            if len(order) == 7:             # translated
+            if len(order) == 3:             # translated
                 if seen is None:
-                    _, _, oid, text, digest, updated_at, notes = order
                     summary.orders += 1
-                    for n in notes:
+                    for n in order[2]:
                         summary.note(n, line)
-                    add(oid, text, digest, line, updated_at)
                 else:                       # a valid order whose rows are split across the file: rare
+                    skip.append(translated)
                     self._reject(self._rows_again(path, codec, delimiter, r, line),
                                  key_errors(key, line, self.key_column, seen))
+                translated += 1
                 continue
             _, _, rows, row_errs, errors = order
             if seen is not None or not key:
@@ -611,6 +757,8 @@ class Importer:
             summary.blank.count += res.blank.count
             if summary.blank.first_line is None:
                 summary.blank.first_line = res.blank.first_line
+        worker.write(_Write(self._turns, r.start, tuple(skip)))
+        self._turns += 1
         self.summary.rows += res.rows
         self.progress(res.rows)
         return None

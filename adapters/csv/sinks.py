@@ -44,13 +44,31 @@ class OutboxSink:
         if len(self.batch) >= self.chunk:
             self.flush()
 
+    def prepared(self, external_order_id: str, canonical: str, digest: str, line: int,
+                 source_updated_at: datetime | None) -> PreparedVersion:
+        """The version of an order validated and serialised already, read at `line` of the file."""
+        return PreparedVersion(self.shop, external_order_id, canonical, digest, f"csv:{self.file_name}:{line}",
+                               source_updated_at)
+
     def add_prepared(self, external_order_id: str, canonical: str, digest: str, line: int,
                      source_updated_at: datetime | None) -> None:
-        """An order validated and serialised already (by the importer's workers)."""
-        self.batch.append(PreparedVersion(self.shop, external_order_id, canonical, digest, f"csv:{self.file_name}:{line}",
-                                          source_updated_at))
+        """An order validated and serialised already, written by the writer thread."""
+        self.batch.append(self.prepared(external_order_id, canonical, digest, line, source_updated_at))
         if len(self.batch) >= self.chunk:
             self.flush()
+
+    # ---- in an import's worker process: it writes the versions it prepared itself ---------------------
+
+    def in_worker(self) -> None:
+        """After a fork: the connections pooled by the parent are not this process's to use (nor to close)."""
+        self.engine.dispose(close=False)
+
+    def write_here(self, versions: list[PreparedVersion]) -> EnqueueResult:
+        """Write in this thread, a transaction per chunk; raises what a write raised."""
+        result = EnqueueResult()
+        for start in range(0, len(versions), self.chunk):
+            result += self._commit(versions[start:start + self.chunk])
+        return result
 
     def flush(self) -> None:
         """Hand the chunk to the writer (waiting while another one waits)."""
@@ -88,13 +106,16 @@ class OutboxSink:
 
     def _write(self, batch: list[PreparedVersion]) -> None:
         try:
-            with Session(self.engine) as session:
-                r = enqueue_prepared(session, batch)
-                session.commit()
-            r.ids = []              # not needed; keeps memory flat over millions of orders
-            self.result += r
+            self.result += self._commit(batch)
         except BaseException as e:  # noqa: BLE001 - handed to the importing thread
             self._failure = e
+
+    def _commit(self, batch: list[PreparedVersion]) -> EnqueueResult:
+        with Session(self.engine) as session:
+            r = enqueue_prepared(session, batch)
+            session.commit()
+        r.ids = []              # not needed; keeps memory flat over millions of orders
+        return r
 
     def _raise_failure(self) -> None:
         # the failure stays: nothing is written after it, and every later add or close raises it again

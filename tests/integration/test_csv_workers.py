@@ -182,6 +182,35 @@ def test_a_failed_outbox_write_stops_the_import_with_its_error(tmp_path):
         engine.dispose()
 
 
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGKILL"), reason="kills a worker with SIGKILL")
+def test_a_worker_killed_mid_import_stops_it_and_no_write_waits_for_its_turn(tmp_path):
+    """Workers write in file order, each when its turn comes: one killed (out of memory, say) must stop the
+    import with that reason, never leave the other waiting for a turn that cannot come."""
+    import multiprocessing
+    import os
+    import signal
+    src = tmp_path / "orders.csv"
+    copies(src, [GOOD], 60, again=False)
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(engine)
+
+    def kill_one(rows):
+        children = multiprocessing.active_children()
+        if children:
+            os.kill(children[0].pid, signal.SIGKILL)
+    old = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the import hung after a worker was killed"))
+    signal.alarm(60)
+    try:
+        with pytest.raises(RuntimeError, match="an import worker process died"):
+            import_file(src, "shopify", Context(), OutboxSink(engine, "legacy", src.name), workers=2,
+                        progress=kill_one)
+        assert not multiprocessing.active_children()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        engine.dispose()
+
+
 @pytest.mark.parametrize("text, delimiter, plain", [
     ("a,b\n", ",", True), ('"a,b",c\n', ",", True), ('"a""b",c\r\n', ",", True), ('"multi\nline",x\n', ",", True),
     ('a,"b"\n"c",d', ",", True), ('""\n', ",", True), ("", ",", True), ('a;"b;c";d\n', ";", True),
@@ -288,8 +317,14 @@ def test_a_failed_import_leaves_no_writer_behind_and_the_handed_chunks_written(t
             import_file(src, "shopify", Context(), sink, workers=workers, progress=progress)
         assert not [t for t in threading.enumerate() if t.name == "outbox-writer"]
         with engine.connect() as c:
-            written = len(c.execute(select(OutboxRow.id)).all())
-        assert written % 10 == 0 and 10 <= written < 150       # whole chunks only, none after the failure
+            lines = [int(source.rsplit(":", 1)[1]) for source in
+                     c.execute(select(OutboxRow.source).order_by(OutboxRow.id)).scalars()]
+        assert 10 <= len(lines) < 150               # what was handed over is written, nothing after the failure
+        if workers:
+            # the workers write whole ranges, in file order: what is written begins the file
+            assert lines[0] == 2 and lines == sorted(lines)
+        else:
+            assert len(lines) % 10 == 0             # whole chunks only
     finally:
         engine.dispose()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from itertools import compress
-from operator import ne
 from typing import NamedTuple
 
 from connector.errors import ConfigError
@@ -210,11 +209,12 @@ class ShopifyExport:
         if len(rows) > 1:
             checked = None
             for row in rows[1:]:
-                # a later row's order cells that are neither blank nor as on the first row, found in C;
-                # any (even one differing only by spaces) sends the order to the careful check. Later
+                # a later row's filled order cells must be the first row's in the same columns; any other
+                # (even one differing only by spaces) sends the order to the careful check. Found in C with
+                # no call per cell: the filled cells against the first row's where they are filled. Later
                 # rows usually repeat one another (Email and nothing else): those are checked once.
                 later = pick_order(row.cells)
-                if later != checked and any(later) and any(filter(None, compress(later, map(ne, later, raw)))):
+                if later != checked and list(filter(None, later)) != list(compress(raw, later)):
                     return None
                 checked = later
         (email, financial, paid_at, fulfilment, fulfilled_at, currency, _subtotal, shipping, taxes, total, code,

@@ -300,12 +300,11 @@ class ShopifyExport:
                                                  address, name, code)):
             return None
         # the item costs: the cached texts, unless an order-level discount is spread over the lines
-        rest = (discount_d or Decimal(0)) - line_discounts
-        if not self.has_price or rest <= 0:
+        if not (self.has_price and discount_d and discount_d > line_discounts):
             texts = [i.text for i in items]
         else:
             texts, lines = [], Decimal(0)
-            for i, net in zip(items, allocate_discount([i.net for i in items], rest)):
+            for i, net in zip(items, allocate_discount([i.net for i in items], discount_d - line_discounts)):
                 cost = net / i.qty
                 if (cost_json := amount_json(cost, q)) is None:
                     return None

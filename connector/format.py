@@ -43,6 +43,7 @@ MAX_EMAIL_CHARS = 254
 MAX_PHONE_DIGITS = 32
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+is_email = _EMAIL.match     # read_email's pattern, for the fused paths that check a stripped text inline
 _NON_DIGITS = re.compile(r"\D+")
 _CALL_PREFIX = re.compile(r"\D*00")      # written as such: `00 44…`, `Tel: 0044…`, `(0044)`, never `0 0…`
 _EXTENSION = re.compile(r"(?i)(?<=\d)[\s,;.-]*(?:ext\.?|extension|x|#)\s*\d+\s*$")   # after the number only

@@ -78,7 +78,7 @@ VALID = {
     "quantity": ["1", "2", "3", "1.5", " 2 ", "1.00000000000000"],
     "text": ["", " ", "Standard", "'10115", "-", "Café – Ünïcode", 'a"b', "tab\tin", "  padded  ", "line\nbreak",
              "\\back", "' lead", "Jane Q Doe", "Smith -"],
-    "email": ["", "buyer@example.com", " Buyer@Example.COM "],
+    "email": ["", "buyer@example.com", " Buyer@Example.COM ", "b" * 245 + "@ex.co.uk"],      # the longest: 254
     "phone": ["", "+49 30 1234567", "1234", "(555) 010-9999", "٣٣٣٣٣٣"],
     "date": ["2025-05-11 09:55:16 -0400", "2025-05-11 09:55:16 +0000", "0001-01-01 00:10:00 +0100",
              "9999-12-31 23:59:59 -0100", "2025-05-11 09:55:16 +0530", "2025-05-11 09:55:16 -0000",
@@ -94,7 +94,7 @@ BROKEN = {
                "999999999999999.99"],
     "quantity": ["0", "", "x", "1.234567890123456", "1E-400"],
     "text": ["nul\x00", "4.00638E+12"],      # a SKU (an EAN) a spreadsheet rounded
-    "email": ["not-an-email", "a@b", "x@y.z\x00"],
+    "email": ["not-an-email", "a@b", "x@y.z\x00", "b" * 246 + "@ex.co.uk"],
     "phone": ["1.67188E+13"],
     "date": ["2025-02-30 10:00:00 +0200", "2025-05-11T09:55:16Z", "", "2025-05-11 09:55:16 +05:30"],
     "financial": ["", "odd"],

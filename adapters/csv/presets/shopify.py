@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from itertools import compress
+from operator import attrgetter
 from typing import NamedTuple
 
 from connector.errors import ConfigError
@@ -49,6 +50,7 @@ COLUMNS = {
 }
 SHOPIFY_DATE = "%Y-%m-%d %H:%M:%S %z"
 _NO_AMOUNT = (None, None)          # an optional amount left blank: no value, nothing in the text
+_DISCOUNT, _COST_QTY = attrgetter("discount"), attrgetter("cost_qty")
 # One fixed text, so the summary counts these instead of listing every order.
 _NOT_RECONCILED = "does not reconcile: Σ item cost × quantity + Shipping (+ Taxes) ≠ Total (sent anyway)"
 
@@ -229,7 +231,6 @@ class ShopifyExport:
             self._amount_cache[currency], self._item_cache[currency] = {}, {}
         # items: cached per distinct cells, with their text when no order-level discount changes the cost
         items, cache, pick_item = [], self._item_cache[currency], self.pick_item
-        line_discounts = lines = Decimal(0)
         for row in rows:
             cells = pick_item(row.cells)
             item = cache.get(cells)
@@ -240,10 +241,6 @@ class ShopifyExport:
                 if len(cache) < 20_000:
                     cache[cells] = item
             items.append(item)
-            if item.discount:
-                line_discounts += item.discount
-            if item.cost_qty is not None:
-                lines += item.cost_qty
         financial_l, fulfilment_l = financial.lower(), fulfilment.lower()
         if not financial_l or financial_l not in self.known or (fulfilment_l not in FULFILMENT
                                                                 and fulfilment_l not in self.known):
@@ -302,8 +299,11 @@ class ShopifyExport:
                                                  address, name, code)):
             return None
         # the item costs: the cached texts, unless an order-level discount is spread over the lines
-        if not (self.has_price and discount_d and discount_d > line_discounts):
+        # (sums in C, after the loop; the line discounts only where an order-level discount needs them)
+        if not (self.has_price and discount_d
+                and discount_d > (line_discounts := sum(filter(None, map(_DISCOUNT, items))))):
             texts = [i.text for i in items]
+            lines = sum(map(_COST_QTY, items)) if self.has_price else None
         else:
             texts, lines = [], Decimal(0)
             for i, net in zip(items, allocate_discount([i.net for i in items], discount_d - line_discounts)):

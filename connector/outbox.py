@@ -129,8 +129,7 @@ def _enqueue_chunk(session: Session, batch: Sequence[PreparedVersion]) -> Enqueu
     if rows:
         ids = (_insert_sqlite if sqlite else _insert_core)(session, rows, now)
         result.enqueued, result.ids = len(ids), ids
-        new_heads = {k: (h, src, ids[i]) for k, (h, src, i) in new_heads.items()}
-    _write_heads(session, heads, new_heads, now)
+    _write_heads(session, heads, new_heads, result.ids, now)
     return result
 
 
@@ -224,18 +223,19 @@ def _from_sqlite(text: str | None) -> datetime | None:
 
 _SQLITE_HEAD_INSERT = ("INSERT INTO order_heads (shop, external_order_id, content_hash, source_updated_at, outbox_id, "
                        "updated_at) VALUES (?, ?, ?, ?, ?, ?)")
-_SQLITE_HEAD_UPDATE = ("UPDATE order_heads SET content_hash = ?, source_updated_at = ?, outbox_id = ?, updated_at = ? "
-                       "WHERE shop = ? AND external_order_id = ?")
+_SQLITE_HEAD_UPDATE = ("UPDATE order_heads SET content_hash = ?3, source_updated_at = ?4, outbox_id = ?5, updated_at = ?6 "
+                       "WHERE shop = ?1 AND external_order_id = ?2")
 
 
-def _write_heads(session: Session, heads: dict, new_heads: dict, now: datetime) -> None:
+def _write_heads(session: Session, heads: dict, new_heads: dict, ids: list[int], now: datetime) -> None:
+    """new_heads: (shop, order id) → (content hash, source_updated_at, index of its row in `ids`)."""
     if not new_heads:
         return
     if session.get_bind().dialect.name == "sqlite":
-        return _write_heads_sqlite(session, heads, new_heads, now)
+        return _write_heads_sqlite(session, heads, new_heads, ids, now)
     ins, upd = [], []
-    for (shop, oid), (h, src, outbox_id) in new_heads.items():
-        row = {"k_shop": shop, "k_oid": oid, "content_hash": h, "source_updated_at": src, "outbox_id": outbox_id, "updated_at": now}
+    for (shop, oid), (h, src, i) in new_heads.items():
+        row = {"k_shop": shop, "k_oid": oid, "content_hash": h, "source_updated_at": src, "outbox_id": ids[i], "updated_at": now}
         (upd if (shop, oid) in heads else ins).append(row)
     if ins:
         session.execute(insert(_HEADS), [{"shop": r.pop("k_shop"), "external_order_id": r.pop("k_oid"), **r} for r in ins])
@@ -244,18 +244,14 @@ def _write_heads(session: Session, heads: dict, new_heads: dict, now: datetime) 
                                              _HEADS.c.external_order_id == bindparam("k_oid")), upd)
 
 
-def _write_heads_sqlite(session: Session, heads: dict, new_heads: dict, now: datetime) -> None:
-    """_write_heads through the driver: the per-value type processing cost more than SQLite's work."""
+def _write_heads_sqlite(session: Session, heads: dict, new_heads: dict, ids: list[int], now: datetime) -> None:
+    """_write_heads through the driver: the per-value type processing cost more than SQLite's work.
+    One row shape serves both statements (the UPDATE numbers its parameters), built in one comprehension."""
     as_text = _sqlite_datetimes(session)
-    when, dates = as_text(now), {}
-    ins, upd = [], []
-    for (shop, oid), (h, src, outbox_id) in new_heads.items():
-        if src not in dates:
-            dates[src] = as_text(src)
-        if (shop, oid) in heads:
-            upd.append((h, dates[src], outbox_id, when, shop, oid))
-        else:
-            ins.append((shop, oid, h, dates[src], outbox_id, when))
+    when = as_text(now)
+    rows = [(shop, oid, h, as_text(src), ids[i], when) for (shop, oid), (h, src, i) in new_heads.items()]
+    upd = [r for r in rows if r[:2] in heads] if heads else []
+    ins = [r for r in rows if r[:2] not in heads] if upd else rows
     cur = session.connection().connection.driver_connection.cursor()
     try:
         if ins:

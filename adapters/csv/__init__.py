@@ -10,7 +10,7 @@ from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, previou
 from adapters.csv.presets import PRESETS, Context
 from adapters.csv.presets.base import Header
 from adapters.csv.ranges import data_start, splittable
-from adapters.csv.reader import CsvUnreadable, open_csv, read_rows
+from adapters.csv.reader import CsvUnreadable, check_decodable, open_csv, read_rows
 
 __all__ = ["PRESETS", "Context", "CsvUnreadable", "Summary", "import_file", "rejected_path"]
 
@@ -27,31 +27,41 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
     """
     if preset not in PRESETS:
         raise CsvUnreadable(f"unknown preset {preset!r} (use {', '.join(PRESETS)})")
-    dialect, f = open_csv(path, encoding, delimiter)
+    # The whole file is checked to decode before anything is written (ready()); with workers, while they
+    # translate the first ranges, instead of on one core before they start.
+    dialect, f = open_csv(path, encoding, delimiter, check=False)
     with f:
         reader = csv.reader(f, delimiter=dialect.delimiter)
-        first = next(read_rows(reader, path.name), None)
+        try:
+            first = next(read_rows(reader, path.name), None)
+        except CsvUnreadable:
+            check_decodable(path, dialect.encoding)     # a byte the codec refuses: named as the check names it
+            raise
         if first is None:
             raise CsvUnreadable(f"{path.name} is empty: no header row")
         header = Header(first.cells)
         bound = PRESETS[preset](header, ctx)
-        out, previous = rejected_path(path), None
-        if write_rejected and out.exists():
-            # A report from an earlier run describes rows that may be fixed now, so it does not stay under
-            # its name; the user may also have fixed it in place, as the summary tells them to: kept aside.
-            previous = previous_rejected_path(path)
-            out.replace(previous)
+        out = rejected_path(path)
         rejected = RejectedFile(out, list(first.cells), dialect) if write_rejected else None
         importer = Importer(bound, sink, rejected, len(header.names), progress, workers)
-        importer.summary.previous_report = previous
+
+        def ready() -> None:
+            """Before anything is written: the whole file decodes, and an earlier report is out of the way."""
+            check_decodable(path, dialect.encoding)
+            if write_rejected and out.exists():
+                # A report from an earlier run describes rows that may be fixed now, so it does not stay under
+                # its name; the user may also have fixed it in place, as the summary tells them to: kept aside.
+                importer.summary.previous_report = previous_rejected_path(path)
+                out.replace(importer.summary.previous_report)
         start = None
         if importer.workers and hasattr(sink, "add_prepared") and splittable(dialect.encoding):
             start = data_start(path, 3 if dialect.bom and _range_codec(dialect.encoding) == "utf-8" else 0,
                                _range_codec(dialect.encoding), dialect.delimiter, first.cells)
         if start is None:
+            ready()
             summary = importer.run(reader, path.name)
         else:
-            summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start)
+            summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start, ready)
     return bound.label, summary
 
 

@@ -400,12 +400,23 @@ class _Worker:
         return self.ranges + self.writing
 
     def send(self, r: Range) -> None:
-        self.tasks.send(r)
+        self._send(self.tasks, r)
         self.ranges += 1
 
     def write(self, w: _Write) -> None:
-        self.writes.send(w)
+        self._send(self.writes, w)
         self.writing += 1
+
+    def _send(self, conn, task) -> None:
+        try:
+            conn.send(task)
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._died() from None
+
+    def _died(self) -> RuntimeError:
+        self.failed = True
+        self.process.join(timeout=1)
+        return RuntimeError(f"an import worker process died (exit code {self.process.exitcode})")
 
     def receive(self) -> None:
         """Take the next result off the pipe (waiting for it): a range's into `received`, a write's counts
@@ -413,8 +424,7 @@ class _Worker:
         try:
             result = self.results.recv()
         except EOFError:
-            self.failed = True
-            raise RuntimeError(f"an import worker process died (exit code {self.process.exitcode})") from None
+            raise self._died() from None
         if isinstance(result, _Failure):
             self.failed = True
             if result.error is not None:
@@ -570,11 +580,13 @@ class Importer:
         """Import the rest of a csv.reader of file `name` (the data rows, after the header) in this process."""
         return self._finish(lambda: self._local(reader, name))
 
-    def run_file(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> Summary:
+    def run_file(self, path: Path, codec: str, delimiter: str, start: int, first_line: int,
+                 ready: Callable[[], None] = lambda: None) -> Summary:
         """Import the data rows from byte `start` (line `first_line`) with worker processes, each taking whole
-        ranges of the file; what cannot be cut into ranges is imported in this process."""
+        ranges of the file; what cannot be cut into ranges is imported in this process. `ready()` runs once
+        the workers have their first ranges, before anything is written; it may raise (CsvUnreadable)."""
         def work() -> None:
-            rest = self._ranges(path, codec, delimiter, start, first_line)
+            rest = self._ranges(path, codec, delimiter, start, first_line, ready)
             if rest is not None:
                 with open_text_at(path, codec, rest[0]) as f:
                     self._local(csv.reader(f, delimiter=delimiter), path.name, first_line=rest[1])
@@ -651,7 +663,8 @@ class Importer:
 
     AHEAD = 3           # ranges handed to each worker ahead of the one it works on
 
-    def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int) -> tuple[int, int] | None:
+    def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int,
+                ready: Callable[[], None]) -> tuple[int, int] | None:
         """Ranges to the workers, a few ahead each; results taken in as soon as they are ready (so no worker
         waits while this process writes) and settled in file order. Returns where to go on in this process
         when the rest cannot be cut, else None."""
@@ -676,6 +689,9 @@ class Importer:
                         break
                     worker.send(r)
                     handed.append((r, worker))
+                if ready is not None:
+                    ready()             # the workers have their first ranges meanwhile
+                    ready = None
                 if not handed and rest is not None:
                     self._written(workers)
                     return None if rest is _END else (rest.start, rest.first_line)

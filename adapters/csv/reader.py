@@ -157,12 +157,14 @@ def normalise_delimiter(value: str | None) -> str:
     return value
 
 
-def open_csv(path: Path, encoding: str | None, delimiter: str | None) -> tuple[Dialect, object]:
-    """Check and open the file; returns its dialect and an open text handle (the caller closes it)."""
+def open_csv(path: Path, encoding: str | None, delimiter: str | None, check: bool = True) -> tuple[Dialect, object]:
+    """Check (unless the caller will: check_decodable) and open the file; returns its dialect and an open text
+    handle (the caller closes it)."""
     if not path.is_file():
         raise CsvUnreadable(f"{path}: no such file")
     codec, bom = sniff_encoding(path, encoding)
-    check_decodable(path, codec)
+    if check:
+        check_decodable(path, codec)
     if codec.replace("_", "-").lower() in ("utf-8", "utf8"):
         codec = "utf-8-sig"       # also drops a BOM that sniffing did not see
     return Dialect(codec, normalise_delimiter(delimiter), bom), open_text(path, codec)

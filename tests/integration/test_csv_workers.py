@@ -152,6 +152,26 @@ def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, 
             run(tmp_path, src, workers, encoding="cp1252")
 
 
+def test_a_bad_byte_at_the_end_is_found_before_the_workers_write_anything(tmp_path):
+    """The encoding check runs while the workers translate the first ranges: it must still come before
+    any of them is written, and before an earlier report is moved aside."""
+    src = tmp_path / "late.csv"
+    copies(src, [GOOD], 60, again=False)
+    src.write_bytes(src.read_bytes()[:-20] + b"\xff" + src.read_bytes()[-20:])
+    report = tmp_path / "late.rejected.csv"
+    report.write_text("fixed by hand")
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(engine)
+    try:
+        with pytest.raises(CsvUnreadable, match="is not UTF-8"):
+            import_file(src, "shopify", Context(), OutboxSink(engine, "legacy", src.name), workers=2)
+        with engine.connect() as c:
+            assert c.execute(select(OutboxRow.id)).all() == []
+        assert report.read_text() == "fixed by hand"
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("batch", [[("a", 2), ("b", 3), ("a", 4), ("c", 5), ("b", 6)]])
 def test_seen_in_batches_matches_one_at_a_time(batch):
     one, many = SeenOrders(), SeenOrders()

@@ -661,7 +661,8 @@ class Importer:
 
     # ---- with worker processes, range by range ------------------------------------------
 
-    AHEAD = 3           # ranges handed to each worker ahead of the one it works on
+    AHEAD = 4           # ranges handed to each worker ahead of the one it works on (they are busy while
+                        # this process checks the encoding, see run_file)
 
     def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int,
                 ready: Callable[[], None]) -> tuple[int, int] | None:
@@ -695,14 +696,12 @@ class Importer:
                 if not handed and rest is not None:
                     self._written(workers)
                     return None if rest is _END else (rest.start, rest.first_line)
-                # results ready are taken in; with no range out, only writes are: wait for one of those
-                for conn in wait([w.results for w in workers if w.pending], timeout=0 if handed else None):
+                # Results ready are taken in. Unless the next range in file order can be settled now, this
+                # waits for any worker's result, not for that range's: a worker that is done gets its next
+                # ranges at once (waiting for the one behind left it idle, 0.3 to 1.9 s of a 1M-row import).
+                settle = bool(handed) and bool(handed[0][1].received)
+                for conn in wait([w.results for w in workers if w.pending], timeout=0 if settle else None):
                     next(w for w in workers if w.results is conn).receive()
-                if not handed:
-                    continue
-                r, worker = handed[0]
-                while not worker.received:
-                    worker.receive()
                 while handed and handed[0][1].received:
                     r, worker = handed.popleft()
                     again = self._settle_range(path, codec, delimiter, r, worker.received.popleft(), worker)

@@ -25,6 +25,9 @@ class OutboxSink:
     they work, so the importer reads and settles the next orders meanwhile (on two cores the writes
     were a third of the main process's time). One chunk waits at most; a failed write is raised on
     the next add or at close.
+
+    With the importer's worker processes, each writes the orders it prepared itself (write_here), in
+    transactions of the same size; the thread is not used then.
     """
 
     def __init__(self, engine: Engine, shop: str, file_name: str, chunk: int = CHUNK_ORDERS):

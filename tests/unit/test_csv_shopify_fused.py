@@ -171,3 +171,26 @@ def test_a_sku_a_spreadsheet_rounded_sends_the_order_to_the_careful_path():
         if not fused:
             with pytest.raises(OrderRejected, match="Lineitem sku: '4.00638E[+]12': a spreadsheet turned the item"):
                 BOUND.build(rows)
+
+
+def test_the_parsed_cells_kept_are_bounded_over_all_currencies_together(monkeypatch):
+    """Amounts and items are kept parsed per currency; the bound is one for all of them, or a file in many
+    currencies would keep many times as much (memory must stay flat whatever the file)."""
+    import adapters.csv.presets.shopify as shopify
+    monkeypatch.setattr(shopify, "AMOUNTS_CACHED", 7)
+    monkeypatch.setattr(shopify, "ITEMS_CACHED", 3)
+    bound, orders = orders_of(FILES[0])
+    currency, total = HEADER.index("Currency"), HEADER.index("Total")
+    bound = ShopifyExport(bound.header)
+    made = 0
+    for n, code in enumerate(["EUR", "USD", "GBP", "PLN", "CZK"]):
+        for rows in orders:
+            first = rows[0].cells
+            if not first[currency]:
+                continue
+            cells = list(first)
+            cells[currency], cells[total] = code, f"{100 + n}.{len(cells[total]) % 10}5"
+            made += bound.fast_canonical([Row(rows[0].line, cells), *rows[1:]]) is not None
+    assert made > 5
+    assert sum(map(len, bound._amount_cache.values())) <= 7
+    assert sum(map(len, bound._item_cache.values())) <= 3

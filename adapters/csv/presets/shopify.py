@@ -98,6 +98,10 @@ def shopify_status(financial: str, fulfilment: str, cancelled: bool,
     return next((st for tok, st in (rules or DEFAULT_RULES) if tok in tokens), fallback)
 
 
+AMOUNTS_CACHED = 50_000     # amount cells kept parsed (~400 bytes each), over all currencies
+ITEMS_CACHED = 20_000       # line items kept built, over all currencies
+
+
 class ShopifyExport:
     """The shopify preset bound to one file's header."""
 
@@ -120,6 +124,9 @@ class ShopifyExport:
         self._quanta: dict[str, Decimal] = {}
         self._item_cache: dict[str, dict[tuple[str, ...], _Item]] = {}                # by currency
         self._amount_cache: dict[str, dict[str, tuple[Decimal | None, str | None]]] = {}   # by currency
+        # room left in those caches, over all currencies: memory stays flat whatever the file (a cache per
+        # currency with a bound of its own grew with the number of currencies)
+        self._room = {"amounts": AMOUNTS_CACHED, "items": ITEMS_CACHED}
         self._addresses: dict[tuple[str, ...], str] = {}
 
     def key(self, cells: list[str]) -> str:
@@ -165,7 +172,8 @@ class ShopifyExport:
         got = (d, amount_json(d, q)) if d is not None else (None, None)
         if got[1] is None:
             got = (None, None)
-        if len(cache) < 100_000:           # bounded: memory stays flat whatever the file
+        if self._room["amounts"] > 0:
+            self._room["amounts"] -= 1
             cache[text] = got
         return got
 
@@ -238,7 +246,8 @@ class ShopifyExport:
                 item = self._item(cells, q)
                 if item is None:
                     return None
-                if len(cache) < 20_000:
+                if self._room["items"] > 0:
+                    self._room["items"] -= 1
                     cache[cells] = item
             items.append(item)
         financial_l, fulfilment_l = financial.lower(), fulfilment.lower()

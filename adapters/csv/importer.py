@@ -666,9 +666,9 @@ class Importer:
 
     def _ranges(self, path: Path, codec: str, delimiter: str, start: int, first_line: int,
                 ready: Callable[[], None]) -> tuple[int, int] | None:
-        """Ranges to the workers, a few ahead each; results taken in as soon as they are ready (so no worker
-        waits while this process writes) and settled in file order. Returns where to go on in this process
-        when the rest cannot be cut, else None."""
+        """Ranges to the workers, a few ahead each; results taken in as they come (so no worker waits for work)
+        and settled in file order, each range then written by the worker that holds it. Returns where to go on
+        in this process when the rest cannot be cut, else None."""
         turn = multiprocessing.get_context("fork").RawValue("q", 0)     # the next write to make, in file order
         workers: list[_Worker] = []
         for _ in range(self.workers):

@@ -154,7 +154,7 @@ def _order_cut(buf: bytes, codec: str, delimiter: str, key: Callable[[list[str]]
                 cells = cells + [""] * (width + 1 - len(cells))
             k = key(cells)
             if not k and not "".join(cells).strip():
-                continue            # a blank row parts no order (importer.group_rows): never cut at one
+                continue            # a blank row parts no order (importer.OrderRows): never cut at one
             if before is not None and (k != before or not k):
                 cut = at
             before = k

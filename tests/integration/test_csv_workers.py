@@ -157,7 +157,8 @@ def test_a_bad_byte_at_the_end_is_found_before_the_workers_write_anything(tmp_pa
     any of them is written, and before an earlier report is moved aside."""
     src = tmp_path / "late.csv"
     copies(src, [GOOD], 60, again=False)
-    src.write_bytes(src.read_bytes()[:-20] + b"\xff" + src.read_bytes()[-20:])
+    data = src.read_bytes()
+    src.write_bytes(data[:-20] + b"\xff" + data[-20:])
     report = tmp_path / "late.rejected.csv"
     report.write_text("fixed by hand")
     engine = make_engine(f"sqlite:///{tmp_path}/c.db")

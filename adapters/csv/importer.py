@@ -252,10 +252,8 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     data = read_range(path, r)
     try:
         reader = range_reader(data, codec, delimiter)
-    except UnicodeDecodeError as e:
-        line = r.first_line + line_count(e.object[:e.start])
-        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
-                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding"), []
+    except UnicodeDecodeError:
+        return _undecodable(path, r, data, codec), []
     if reader is None:
         return _RangeResult(0, False, []), []       # a bare quote: this range and the rest, in one process
     # orders are translated as their rows are read; if the range turns out not to end between records,
@@ -279,10 +277,24 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
                 orders.append((key, line, group, [(e.column, e.reason, e.line) for e in errors],
                                done[1] if done else []))
     except CsvUnreadable:
-        pass        # a row csv.reader refuses: read again in one process, which reports it with its line
+        # a row csv.reader refuses: read again in one process, which reports it with its line
+        if (undecodable := _undecodable(path, r, data, codec)) is not None:
+            return undecodable, []
     if not groups.ended:
         return _RangeResult(0, False, []), []
     return _RangeResult(rows + blank.count, True, orders, blank=blank if blank.count else None), kept
+
+
+def _undecodable(path: Path, r: Range, data: bytes, codec: str) -> _RangeResult | None:
+    """The result of a range that cannot be decoded (the import stops there, as it would in one process),
+    naming the line of the first bad byte; None if it decodes."""
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError as e:
+        line = r.first_line + line_count(e.object[:e.start])
+        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
+                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+    return None
 
 
 def _serve(bound: Bound, sink, turn, tasks, writes, results, theirs: list, path: Path, codec: str, delimiter: str,

@@ -3,6 +3,7 @@ process, whatever the file does to the cutting into ranges (quotes, line endings
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -242,12 +243,50 @@ def test_plain_quoting_is_told_from_bare_quotes(text, delimiter, plain):
     """Ranges are trusted only where every quote opens, doubles or closes a quoted cell: there quote parity
     finds the same record ends as csv.reader (a bare quote could put a cut inside an order)."""
     assert ranges.quoting_is_plain(text, delimiter) is plain
+    assert ranges.quoting_is_plain(text.encode(), delimiter.encode()) is plain     # as a range's bytes are checked
     if plain:
         rows = [c for c in ranges.range_reader(text.encode(), "utf-8", delimiter) if c]
         assert rows[-1] == [ranges.END_MARK]
         assert rows[:-1] == [c for c in csv.reader(text.splitlines(keepends=True), delimiter=delimiter) if c]
     else:
         assert ranges.range_reader(text.encode(), "utf-8", delimiter) is None
+
+
+@pytest.mark.parametrize("codec, delimiter", [("utf-8", ","), ("utf-8", ";"), ("utf-8", "§"), ("cp1252", "\t"),
+                                              ("cp1252", "¦"), ("latin-1", "|")])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_range_is_read_as_csv_reader_reads_its_text(codec, delimiter, newline):
+    """A range is decoded as it is read, and its quoting checked on its bytes where the delimiter is one byte
+    (else on its text): the rows are csv.reader's over the decoded text, the last line without its newline
+    too, then the end mark; a bare quote still refuses the range."""
+    d = delimiter
+    rows = [["#1001", "Café crème ½", '12"', ""], ["#1001", f"two{newline}lines", 'say "hi"', "x"],
+            ["#1002", f"a{d}b", "", "Zürich"], ["#1003", "last", "row", "ends"]]
+    out = io.StringIO()
+    csv.writer(out, delimiter=d, lineterminator=newline).writerows(rows)
+    text = out.getvalue()[:-len(newline)]
+    data = text.encode(codec)
+    for whole in (data, data + newline.encode()):
+        got = [c for c in ranges.range_reader(whole, codec, d) if c]
+        assert got == [*rows, [ranges.END_MARK]]
+    bare = (text + newline + f'#1004{d}12" pizza').encode(codec)
+    assert ranges.range_reader(bare, codec, d) is None
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_range_that_does_not_decode_is_named_by_its_worker(tmp_path, monkeypatch, newline):
+    """Workers decode as they read: one that meets a byte the codec refuses (the file changed after the
+    check, say) names its line, and the import stops with that, as the check would have stopped it."""
+    import adapters.csv as package
+    src = tmp_path / "bad.csv"
+    copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 100, encoding="cp1252", again=False,
+           source_encoding="cp1252", newline=newline)
+    lines = src.read_bytes().split(newline.encode())
+    lines[150] = lines[150].replace(b",", b",\x81", 1)
+    src.write_bytes(newline.encode().join(lines))
+    monkeypatch.setattr(package, "check_decodable", lambda path, codec: None)
+    with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252 \\(byte 0x81\\)"):
+        run(tmp_path, src, 2, encoding="cp1252")
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")

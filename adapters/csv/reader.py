@@ -16,7 +16,10 @@ from typing import Iterator, NamedTuple
 from connector.errors import OrderbridgeError
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_SCAN_BLOCK = 1 << 20
+# The decoding check's blocks: their text (up to 4 bytes a byte) is thrown away at once; at a megabyte each
+# took fresh memory from the system, and the page faults cost more than the decoding (0.33 s against 0.15 s
+# for a 256 MB file).
+_SCAN_BLOCK = 1 << 16
 # Shopify's Note Attributes and WooCommerce's line_item_N cells can be long; csv's 128 KiB default is not enough.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 

@@ -277,7 +277,8 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
                 orders.append((key, line, group, [(e.column, e.reason, e.line) for e in errors],
                                done[1] if done else []))
     except CsvUnreadable:
-        # a row csv.reader refuses: read again in one process, which reports it with its line
+        # a byte the codec refuses (the text is decoded as it is read): named here, with its line; else a row
+        # csv.reader refuses: read again in one process, which reports it with its line
         if (undecodable := _undecodable(path, r, data, codec)) is not None:
             return undecodable, []
     if not groups.ended:

@@ -139,15 +139,21 @@ def test_cp1252_and_bom_files_are_read_as_in_one_process(tmp_path):
     assert counts[1] == 40 * 5
 
 
-@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
-def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, newline):
-    """Checked before anything is imported, whatever ends the lines (Excel for Mac ends them with \\r)."""
+def cp1252_with_a_bad_byte_on_line_151(tmp_path: Path, newline: str) -> Path:
+    """A cp1252 export of 100 copies of the fixture's orders, with 0x81 (which cp1252 cannot decode) on line 151."""
     src = tmp_path / "bad.csv"
     copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 100, encoding="cp1252", again=False,
            source_encoding="cp1252", newline=newline)
     lines = src.read_bytes().split(newline.encode())
     lines[150] = lines[150].replace(b",", b",\x81", 1)
     src.write_bytes(newline.encode().join(lines))
+    return src
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
+def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, newline):
+    """Checked before anything is imported, whatever ends the lines (Excel for Mac ends them with \\r)."""
+    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, newline)
     for workers in (0, 2):
         with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252"):
             run(tmp_path, src, workers, encoding="cp1252")
@@ -278,12 +284,7 @@ def test_a_range_that_does_not_decode_is_named_by_its_worker(tmp_path, monkeypat
     """Workers decode as they read: one that meets a byte the codec refuses (the file changed after the
     check, say) names its line, and the import stops with that, as the check would have stopped it."""
     import adapters.csv as package
-    src = tmp_path / "bad.csv"
-    copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 100, encoding="cp1252", again=False,
-           source_encoding="cp1252", newline=newline)
-    lines = src.read_bytes().split(newline.encode())
-    lines[150] = lines[150].replace(b",", b",\x81", 1)
-    src.write_bytes(newline.encode().join(lines))
+    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, newline)
     monkeypatch.setattr(package, "check_decodable", lambda path, codec: None)
     with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252 \\(byte 0x81\\)"):
         run(tmp_path, src, 2, encoding="cp1252")

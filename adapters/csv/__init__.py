@@ -57,11 +57,17 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         if importer.workers and hasattr(sink, "add_prepared") and splittable(dialect.encoding):
             start = data_start(path, 3 if dialect.bom and _range_codec(dialect.encoding) == "utf-8" else 0,
                                _range_codec(dialect.encoding), dialect.delimiter, first.cells)
-        if start is None:
-            ready()
-            summary = importer.run(reader, path.name)
-        else:
-            summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start, ready)
+        try:
+            if start is None:
+                ready()
+                summary = importer.run(reader, path.name)
+            else:
+                summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start, ready)
+        except CsvUnreadable:
+            # A byte the codec refuses, met while reading (the file changed after the check): the text reader
+            # knows neither its exact line nor the encoding's own name; the check names both.
+            check_decodable(path, dialect.encoding)
+            raise
     return bound.label, summary
 
 

@@ -290,6 +290,23 @@ def test_a_range_that_does_not_decode_is_named_by_its_worker(tmp_path, monkeypat
         run(tmp_path, src, 2, encoding="cp1252")
 
 
+def test_a_byte_written_after_the_check_is_named_as_the_check_names_it(tmp_path, monkeypatch):
+    """The file gains a bad byte after the encoding check (it was still being written): read in one process,
+    the text reader alone would name the line of the block it was decoding, and "charmap" for cp1252."""
+    import adapters.csv as package
+    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, "\n")
+    check, calls = package.check_decodable, []
+
+    def good_at_first(path, codec):
+        if calls:
+            return check(path, codec)
+        calls.append(path)
+    monkeypatch.setattr(package, "check_decodable", good_at_first)
+    with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252 \\(byte 0x81\\)"):
+        run(tmp_path, src, 0, encoding="cp1252")
+    assert len(calls) == 1          # the first check saw a good file
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
 def test_workers_end_when_the_importing_process_is_killed(tmp_path):
     """A killed import (SIGKILL: no clean-up runs) must not leave its workers waiting on their pipes forever."""

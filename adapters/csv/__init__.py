@@ -10,7 +10,7 @@ from adapters.csv.importer import Importer, RejectedFile, Sink, Summary, previou
 from adapters.csv.presets import PRESETS, Context
 from adapters.csv.presets.base import Header
 from adapters.csv.ranges import data_start, splittable
-from adapters.csv.reader import CsvUnreadable, check_decodable, open_csv, read_rows
+from adapters.csv.reader import CsvUnreadable, Undecodable, check_decodable, open_csv, read_rows
 
 __all__ = ["PRESETS", "Context", "CsvUnreadable", "Summary", "import_file", "rejected_path"]
 
@@ -34,7 +34,7 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
         reader = csv.reader(f, delimiter=dialect.delimiter)
         try:
             first = next(read_rows(reader, path.name), None)
-        except CsvUnreadable:
+        except Undecodable:
             check_decodable(path, dialect.encoding)     # a byte the codec refuses: named as the check names it
             raise
         if first is None:
@@ -63,9 +63,9 @@ def import_file(path: Path, preset: str, ctx: Context, sink: Sink, *, encoding: 
                 summary = importer.run(reader, path.name)
             else:
                 summary = importer.run_file(path, _range_codec(dialect.encoding), dialect.delimiter, *start, ready)
-        except CsvUnreadable:
-            # A byte the codec refuses, met while reading (the file changed after the check): the text reader
-            # knows neither its exact line nor the encoding's own name; the check names both.
+        except Undecodable:
+            # met while reading, so the file changed after the check: the text reader knows neither the exact
+            # line (it decodes a block ahead) nor the encoding's own name ("charmap"); the check names both
             check_decodable(path, dialect.encoding)
             raise
     return bound.label, summary

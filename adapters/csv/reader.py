@@ -30,6 +30,10 @@ class CsvUnreadable(OrderbridgeError):
     it is imported (a re-run after the fix enqueues nothing twice)."""
 
 
+class Undecodable(CsvUnreadable):
+    """A byte the codec refuses, met while reading the rows (the whole-file check names it more exactly)."""
+
+
 class Row(NamedTuple):
     line: int                 # physical line the row starts on; the header is line 1
     cells: list[str]
@@ -136,8 +140,8 @@ def read_rows(reader, name: str, first_line: int = 1) -> Iterator[Row]:
 def unreadable(e: UnicodeDecodeError | csv.Error, name: str, line: int) -> CsvUnreadable:
     """What csv.reader (or the decoder under it) raised at physical line `line`, for the user."""
     if isinstance(e, UnicodeDecodeError):
-        return CsvUnreadable(f"{name}: line {line} cannot be decoded as {e.encoding} "
-                             f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
+        return Undecodable(f"{name}: line {line} cannot be decoded as {e.encoding} "
+                           f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
     return CsvUnreadable(f"{name}: line {line}: {e}")
 
 

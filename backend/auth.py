@@ -25,15 +25,19 @@ def key_matches(given: str, keys: list[str]) -> str | None:
 def require_api_key() -> None:
     """before_request hook: 401 without a valid key, 429 above the key's rate limit, and 429 without
     looking at the key while this address is blocked for too many wrong keys."""
-    wait = throttle.wait_seconds()
+    wait = throttle.take_try()
     if wait:
         raise ApiError(429, f"too many wrong API keys from this address; retry in {wait} s", {"Retry-After": str(wait)})
-    creds = request.authorization
-    if creds is None or creds.type != "basic" or not creds.password:
-        raise ApiError(401, "Basic auth required: any user name, the API key as the password", _CHALLENGE)
-    key = key_matches(creds.password, current_app.config["API_KEYS"])
-    if key is None:
-        throttle.record_failure("API key")
+    wrong = False
+    try:
+        creds = request.authorization
+        if creds is None or creds.type != "basic" or not creds.password:
+            raise ApiError(401, "Basic auth required: any user name, the API key as the password", _CHALLENGE)
+        key = key_matches(creds.password, current_app.config["API_KEYS"])
+        wrong = key is None
+    finally:
+        throttle.end_try(wrong, "API key")      # the try is given back unless a key was tried and wrong
+    if wrong:
         raise ApiError(401, "the API key is not valid", _CHALLENGE)
     g.api_key = key
     check_rate(key)

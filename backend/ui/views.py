@@ -134,19 +134,22 @@ def text_arg(name: str) -> str | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
-    wait = throttle.wait_seconds() if request.method == "POST" else 0
+    wait = throttle.take_try() if request.method == "POST" else 0
     if wait:                           # the password is not even looked at
         error = f"Too many failed attempts from your address: try again in {wait} seconds."
         page = render_template("login.html", error=error, next=request.values.get("next", ""))
         return page, 429, {"Retry-After": str(wait)}
     if request.method == "POST":
         password = request.form.get("password", "")
-        if auth.credentials_ok(password):
+        ok = False
+        try:
+            ok = auth.credentials_ok(password)
+        finally:
+            throttle.end_try(not ok and bool(password), "UI login")     # an empty form tried nothing
+        if ok:
             target = auth.safe_next(request.form.get("next"))
             auth.log_in(password)
             return redirect(target)
-        if password:                   # an empty form tried nothing
-            throttle.record_failure("UI login")
         error = "That password or API key is not valid."
     return render_template("login.html", error=error, next=request.values.get("next", "")), (401 if error else 200)
 

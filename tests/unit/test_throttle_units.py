@@ -1,5 +1,7 @@
-"""The failed-authentication throttle as a pure object: blocking, expiry, the memory cap, config."""
+"""The failed-authentication throttle as a pure object: blocking, expiry, the memory cap, checks under way, config."""
 from __future__ import annotations
+
+import threading
 
 import pytest
 from backend.throttle import FailureThrottle, client_key, from_options
@@ -75,3 +77,58 @@ def test_config_defaults_on_zero_off_and_bad_values_named():
                        ({"auth_fail_addresses": 0}, "auth_fail_addresses")]:
         with pytest.raises(ConfigError, match=name):
             from_options(opts)
+
+
+ADDR = "203.0.113.66"
+
+
+def test_checks_under_way_count_against_the_limit():
+    """Requests sent at once get no more tries than requests sent one after another."""
+    t = FailureThrottle(limit=3, window=60, clock=Clock())
+    waits = [t.take(ADDR) for _ in range(5)]             # five requests arrive before any is answered
+    assert waits == [0, 0, 0, t.BUSY_WAIT, t.BUSY_WAIT]
+    assert [t.end(ADDR, ok=False) for _ in range(3)] == [0, 0, 60]      # the third wrong one blocks
+    assert t.take(ADDR) == 60                            # and nothing more is checked until the window ends
+
+
+def test_a_right_credential_gives_its_try_back():
+    clock = Clock()
+    t = FailureThrottle(limit=2, window=60, clock=clock)
+    for _ in range(10):
+        assert t.take(ADDR) == 0
+        t.end(ADDR, ok=True)
+    assert t.take(ADDR) == 0 and t.end(ADDR, ok=False) == 0
+    assert t.take(ADDR) == 0                             # the last try, taken
+    assert t.take(ADDR) == t.BUSY_WAIT                   # none left while it is checked
+    t.end(ADDR, ok=True)
+    assert t.take(ADDR) == 0 and t.end(ADDR, ok=False) == 60           # the second wrong one blocks
+    assert t.take(ADDR) == 60
+    clock.now += 60
+    assert t.take(ADDR) == 0                             # a new window
+
+
+def test_valid_requests_leave_nothing_in_the_table():
+    t = FailureThrottle(limit=3, window=60, clock=Clock())
+    for i in range(100):
+        assert t.take(f"10.0.0.{i}") == 0
+        t.end(f"10.0.0.{i}", ok=True)
+    assert len(t) == 0
+
+
+def test_threads_guessing_at_once_get_no_more_than_the_limit():
+    t = FailureThrottle(limit=10, window=60)
+    start, allowed, lock = threading.Barrier(32), [], threading.Lock()
+
+    def guess():
+        start.wait()
+        for _ in range(5):
+            if t.take(ADDR) == 0:
+                with lock:
+                    allowed.append(1)
+                t.end(ADDR, ok=False)
+    threads = [threading.Thread(target=guess) for _ in range(32)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(allowed) == 10

@@ -141,11 +141,12 @@ def login():
         return page, 429, {"Retry-After": str(wait)}
     if request.method == "POST":
         password = request.form.get("password", "")
-        ok = False
+        wrong = False
         try:
             ok = auth.credentials_ok(password)
+            wrong = not ok and bool(password)       # an empty form tried nothing
         finally:
-            throttle.end_try(not ok and bool(password), "UI login")     # an empty form tried nothing
+            throttle.end_try(wrong, "UI login")     # the try is given back unless a password was wrong
         if ok:
             target = auth.safe_next(request.form.get("next"))
             auth.log_in(password)

@@ -121,6 +121,7 @@ def process_inbox(rt: Runtime, limit: int | None = None) -> InboxReport:
 
 def process_one(rt: Runtime) -> str | None:
     """Process the oldest new delivery; returns 'done', 'ignored', 'failed', or None when none is new."""
+    _prepare_next(rt)
     with Session(rt.engine) as s:
         delivery_id = _next_new(s)
         if delivery_id is None:
@@ -144,6 +145,32 @@ def process_one(rt: Runtime) -> str | None:
         mark(s, delivery_id, INBOX_IGNORED if reason else INBOX_DONE, reason)
         s.commit()
         return "ignored" if reason else "done"
+
+
+def _prepare_next(rt: Runtime) -> None:
+    """Before the transaction that processes it (which on SQLite holds the database's write lock, so every
+    webhook received meanwhile waits), let the adapter of the oldest new delivery fetch what it will need
+    from the platform (`prepare(delivery, shop)`, which must not raise or write): the processing then
+    finds it cached instead of calling the platform under the lock. Read without a lock: another daemon
+    may take that delivery first, which only wastes the fetch."""
+    with Session(rt.engine) as s:
+        delivery = s.execute(select(InboxDelivery).where(InboxDelivery.state == INBOX_NEW)
+                             .order_by(InboxDelivery.id).limit(1)).scalar()
+        if delivery is None:
+            return
+        s.expunge(delivery)
+    shop = rt.config.find_shop(delivery.shop)
+    try:
+        prepare = getattr(importlib.import_module(f"adapters.{shop.platform}.inbox"), "prepare", None) if shop else None
+    except ModuleNotFoundError:
+        return                                  # processing names it
+    if prepare is None:
+        return
+    try:
+        prepare(delivery, shop)
+    except Exception as e:   # noqa: BLE001 - a warm-up never stops the processing, which meets the same cause
+        log.warning("inbox %d: preparing it failed (%s: %s); it is processed all the same", delivery.id,
+                    type(e).__name__, e)
 
 
 def _mark_failed(session: Session, delivery_id: int, error: str) -> None:

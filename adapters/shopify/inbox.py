@@ -118,11 +118,13 @@ def other_store(delivery, shop, payload: Mapping) -> str | None:
 
 # ---- orders and checkouts ----------------------------------------------------------------------
 
-# The inbox job calls the Admin API inside its transaction, which on SQLite holds the database's write
-# lock (daemon/jobs._next_new): every webhook received meanwhile waits for it before it is stored and
-# answered, and Shopify gives up on a delivery after 5 s. So an API call made here gets a hard deadline,
-# one attempt, and no wait for the cost bucket (the poll may have just emptied it): when it cannot answer
-# in time, the order goes without product details and a refund relies on Shopify's orders/updated.
+# The inbox job processes a delivery in a transaction which on SQLite holds the database's write lock
+# (daemon/jobs._next_new): every webhook received meanwhile waits for it before it is stored and
+# answered, and Shopify gives up on a delivery after 5 s. Product details are fetched before that
+# transaction (prepare), so inside it they are usually in the cache; a refund's order is still fetched
+# inside it. So an API call made here gets a hard deadline, one attempt, and no wait for the cost bucket
+# (the poll may have just emptied it): when it cannot answer in time, the order goes without product
+# details and a refund relies on Shopify's orders/updated.
 API_DEADLINE = 1.5          # seconds
 _API_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shopify-inbox-api")
 
@@ -153,6 +155,25 @@ def _products(shop, payload: Mapping, until: float | None = None):
     except TimeoutError as e:
         log.warning("shop %s: product details %s; the order goes without url/image", shop.name, e)
         return {}
+
+
+def prepare(delivery, shop) -> None:
+    """Outside the delivery's transaction (daemon.jobs._prepare_next): the product details an order or
+    checkout webhook will want, into the shop's product cache, with the inbox's short client, so that
+    processing finds them there instead of calling the Admin API while it holds SQLite's write lock.
+    Never raises: what cannot be fetched here is tried again (or rested on) by the processing."""
+    topic = (delivery.topic or "").strip().lower()
+    if topic not in ORDER_TOPICS and topic not in CHECKOUT_TOPICS:
+        return
+    if not has_credentials(shop) or not shop.get("enrich_products", True):
+        return
+    try:
+        payload = _json(delivery)
+        if other_store(delivery, shop, payload) is None:
+            from adapters.shopify.poller import products_for
+            products_for(shop, lambda: _inbox_client(shop), [payload], quick=True)
+    except Exception as e:   # noqa: BLE001 - a warm-up only; processing reports what is wrong with the delivery
+        log.debug("shop %s: product details not fetched ahead of delivery %s: %s", shop.name, delivery.id, e)
 
 
 def on_order(session: Session, delivery, shop, payload: dict) -> str | None:

@@ -131,3 +131,51 @@ def test_a_throttled_bucket_is_not_waited_for_in_the_inbox(setup):
         assert jobs.process_one(rt) == "done"
         assert time.monotonic() - t0 < 2.0
         assert fake.stats["throttled"] >= 1
+
+
+class GatedShopify(FakeShopify):
+    """The Admin API answering once the test lets it; counts the product look-ups."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.started, self.go, self.product_queries = threading.Event(), threading.Event(), 0
+
+    def _answer(self, query, v):
+        self.product_queries += "ids" in v
+        self.started.set()
+        self.go.wait(30)
+        return super()._answer(query, v)
+
+
+def test_product_details_are_fetched_before_the_inbox_takes_the_write_lock(setup, monkeypatch):
+    """While the Admin API looks up an order's products, nothing holds SQLite's write lock: another writer
+    (a receiver storing a webhook) gets it at once; the order then goes out with the details fetched."""
+    import sqlite3
+
+    from adapters.shopify import inbox
+    monkeypatch.setattr(inbox, "API_DEADLINE", 30.0)     # the gate, not the deadline, decides when it answers
+    engine, build = setup
+    products = {"9782123692332": {"id": "gid://shopify/Product/9782123692332", "legacyResourceId": "9782123692332",
+                                  "onlineStoreUrl": "https://shop.example/products/aaa"}}
+    with GatedShopify([], restore_rate=1e6, products=products) as fake:
+        config, client = build(fake, "gated")
+        assert post(client, "gated", "orders/cancelled", CANCELLED, "first").status_code == 200
+        rt = jobs.Runtime(config, engine, flusher=None)
+        outcome: list = []
+        worker = threading.Thread(target=lambda: outcome.append(jobs.process_one(rt)))
+        worker.start()
+        try:
+            assert fake.started.wait(10)                 # the inbox job is waiting on the Admin API now
+            other = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")         # raises "database is locked" if the inbox held it
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+        finally:
+            fake.go.set()
+            worker.join(30)
+    assert outcome == ["done"] and fake.product_queries == 1
+    with Session(engine) as s:
+        [row] = s.scalars(select(OutboxRow)).all()
+    assert json.loads(row.payload)["items"][0]["url"] == "https://shop.example/products/aaa"

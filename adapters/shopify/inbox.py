@@ -120,11 +120,11 @@ def other_store(delivery, shop, payload: Mapping) -> str | None:
 
 # The inbox job processes a delivery in a transaction which on SQLite holds the database's write lock
 # (daemon/jobs._next_new): every webhook received meanwhile waits for it before it is stored and
-# answered, and Shopify gives up on a delivery after 5 s. Product details are fetched before that
-# transaction (prepare), so inside it they are usually in the cache; a refund's order is still fetched
-# inside it. So an API call made here gets a hard deadline, one attempt, and no wait for the cost bucket
-# (the poll may have just emptied it): when it cannot answer in time, the order goes without product
-# details and a refund relies on Shopify's orders/updated.
+# answered, and Shopify gives up on a delivery after 5 s. Product details, and a refund's order, are
+# fetched before that transaction (prepare), so inside it they are usually at hand. An API call made here
+# (and in prepare, not to hold up the job) gets a hard deadline, one attempt, and no wait for the cost
+# bucket (the poll may have just emptied it): when it cannot answer in time, the order goes without
+# product details and a refund relies on Shopify's orders/updated.
 API_DEADLINE = 1.5          # seconds
 _API_CALLS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shopify-inbox-api")
 
@@ -157,23 +157,51 @@ def _products(shop, payload: Mapping, until: float | None = None):
         return {}
 
 
+# A refund's order fetched by prepare(), for on_refund: (shop, order id) → (when, the order or None, or the
+# reason it could not be fetched). Per process; a daemon that did not prepare the delivery fetches it itself.
+_FETCHED: dict[tuple[str, str], tuple[float, dict | None, str | None]] = {}
+FETCHED_FOR = 30.0          # seconds a fetched order stands for the delivery that asked for it
+
+
 def prepare(delivery, shop) -> None:
-    """Outside the delivery's transaction (daemon.jobs._prepare_next): the product details an order or
-    checkout webhook will want, into the shop's product cache, with the inbox's short client, so that
-    processing finds them there instead of calling the Admin API while it holds SQLite's write lock.
-    Never raises: what cannot be fetched here is tried again (or rested on) by the processing."""
+    """Outside the delivery's transaction (daemon.jobs._prepare_next): what its processing would ask the
+    Admin API for while it holds SQLite's write lock. The product details of an order or checkout go into
+    the shop's product cache; a refund's order is kept for on_refund (with its products cached). The
+    inbox's short client and deadline, as inside. Never raises: the processing asks again for what is
+    missing (or rests on a failure)."""
     topic = (delivery.topic or "").strip().lower()
-    if topic not in ORDER_TOPICS and topic not in CHECKOUT_TOPICS:
+    if topic not in ORDER_TOPICS and topic not in CHECKOUT_TOPICS and topic != "refunds/create":
         return
-    if not has_credentials(shop) or not shop.get("enrich_products", True):
+    if not has_credentials(shop):
         return
     try:
         payload = _json(delivery)
-        if other_store(delivery, shop, payload) is None:
+        if other_store(delivery, shop, payload) is not None:
+            return
+        if topic == "refunds/create":
+            payload = _fetch_for_refund(shop, payload)
+        if payload is not None and shop.get("enrich_products", True):
             from adapters.shopify.poller import products_for
             products_for(shop, lambda: _inbox_client(shop), [payload], quick=True)
     except Exception as e:   # noqa: BLE001 - a warm-up only; processing reports what is wrong with the delivery
-        log.debug("shop %s: product details not fetched ahead of delivery %s: %s", shop.name, delivery.id, e)
+        log.debug("shop %s: nothing fetched ahead of delivery %s: %s", shop.name, delivery.id, e)
+
+
+def _fetch_for_refund(shop, payload: Mapping) -> dict | None:
+    order_id = str(payload.get("order_id") or "")
+    if not order_id:
+        return None
+    order, error = None, None
+    try:
+        order = _within_deadline(lambda: fetch_order(shop, order_id, _inbox_client(shop)))
+    except (RetriableAPIError, FatalAPIError, TimeoutError) as e:
+        error = str(e)
+    now = time.monotonic()
+    for key, (when, _, _) in list(_FETCHED.items()):
+        if now - when > FETCHED_FOR:
+            _FETCHED.pop(key, None)             # bounded: only the last half-minute's
+    _FETCHED[(shop.name, order_id)] = (now, order, error)
+    return order
 
 
 def on_order(session: Session, delivery, shop, payload: dict) -> str | None:
@@ -226,10 +254,16 @@ def on_refund(session: Session, delivery, shop, payload: dict) -> str | None:
         return (f"refund of order {order_id} recorded; without API credentials (domain, access_token_env) the "
                 "order's new state comes with Shopify's orders/updated")
     until = time.monotonic() + API_DEADLINE            # one deadline for the order and its product details
-    try:
-        order = _within_deadline(lambda: fetch_order(shop, str(order_id), _inbox_client(shop)), until)
-    except (RetriableAPIError, FatalAPIError, TimeoutError) as e:
-        return f"refund of order {order_id} recorded; the order could not be fetched ({e}): orders/updated brings the change"
+    fetched = _FETCHED.pop((shop.name, str(order_id)), None)
+    if fetched is not None and time.monotonic() - fetched[0] <= FETCHED_FOR:
+        _, order, error = fetched
+    else:                                               # not fetched ahead (prepare): here, under the deadline
+        try:
+            order, error = _within_deadline(lambda: fetch_order(shop, str(order_id), _inbox_client(shop)), until), None
+        except (RetriableAPIError, FatalAPIError, TimeoutError) as e:
+            error = str(e)
+    if error is not None:
+        return f"refund of order {order_id} recorded; the order could not be fetched ({error}): orders/updated brings the change"
     if order is None:
         return f"refund of order {order_id}: the order is not readable through the API"
     # with the product details webhooks and the poll give it, or the same order state reads as a new version

@@ -26,7 +26,7 @@ from adapters.shopify.webhooks import blueprint, sign
 from connector.config import from_dict
 from connector.store import InboxDelivery, OutboxRow, init_db, make_engine
 from daemon import jobs
-from tests.conftest import FIXTURES, wait_until
+from tests.conftest import FIXTURES
 from tests.fakes.fake_shopify import TOKEN, FakeShopify, node_from_rest
 
 SECRET = "shpss_review2"
@@ -147,35 +147,59 @@ class GatedShopify(FakeShopify):
         return super()._answer(query, v)
 
 
-def test_product_details_are_fetched_before_the_inbox_takes_the_write_lock(setup, monkeypatch):
-    """While the Admin API looks up an order's products, nothing holds SQLite's write lock: another writer
-    (a receiver storing a webhook) gets it at once; the order then goes out with the details fetched."""
-    import sqlite3
+PRODUCTS = {"9782123692332": {"id": "gid://shopify/Product/9782123692332", "legacyResourceId": "9782123692332",
+                              "onlineStoreUrl": "https://shop.example/products/aaa"}}
 
+
+def processed_with_the_lock_free_while_the_api_answers(engine, build, fake, shop: str, first: tuple[str, bytes]):
+    """Store `first` and process it in the inbox job; while the fake Admin API holds the job's first call,
+    another writer (a receiver storing a webhook) must get SQLite's write lock at once. Returns the outcome."""
+    import sqlite3
+    config, client = build(fake, shop)      # a shop name of its own: the product cache is per shop and process
+    assert post(client, shop, first[0], first[1], "first").status_code == 200
+    rt = jobs.Runtime(config, engine, flusher=None)
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(jobs.process_one(rt)))
+    worker.start()
+    try:
+        assert fake.started.wait(10)                 # the inbox job is waiting on the Admin API now
+        other = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")         # raises "database is locked" if the inbox held it
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+    finally:
+        fake.go.set()
+        worker.join(30)
+    return outcome[0]
+
+
+def test_product_details_are_fetched_before_the_inbox_takes_the_write_lock(setup, monkeypatch):
+    """An order webhook: its products are looked up before the delivery's transaction, and used in it."""
     from adapters.shopify import inbox
     monkeypatch.setattr(inbox, "API_DEADLINE", 30.0)     # the gate, not the deadline, decides when it answers
     engine, build = setup
-    products = {"9782123692332": {"id": "gid://shopify/Product/9782123692332", "legacyResourceId": "9782123692332",
-                                  "onlineStoreUrl": "https://shop.example/products/aaa"}}
-    with GatedShopify([], restore_rate=1e6, products=products) as fake:
-        config, client = build(fake, "gated")
-        assert post(client, "gated", "orders/cancelled", CANCELLED, "first").status_code == 200
-        rt = jobs.Runtime(config, engine, flusher=None)
-        outcome: list = []
-        worker = threading.Thread(target=lambda: outcome.append(jobs.process_one(rt)))
-        worker.start()
-        try:
-            assert fake.started.wait(10)                 # the inbox job is waiting on the Admin API now
-            other = sqlite3.connect(engine.url.database, timeout=0, isolation_level=None)
-            try:
-                other.execute("BEGIN IMMEDIATE")         # raises "database is locked" if the inbox held it
-                other.execute("ROLLBACK")
-            finally:
-                other.close()
-        finally:
-            fake.go.set()
-            worker.join(30)
-    assert outcome == ["done"] and fake.product_queries == 1
+    with GatedShopify([], restore_rate=1e6, products=PRODUCTS) as fake:
+        outcome = processed_with_the_lock_free_while_the_api_answers(engine, build, fake, "gated-order",
+                                                                     ("orders/cancelled", CANCELLED))
+    assert outcome == "done" and fake.product_queries == 1
     with Session(engine) as s:
         [row] = s.scalars(select(OutboxRow)).all()
     assert json.loads(row.payload)["items"][0]["url"] == "https://shop.example/products/aaa"
+
+
+def test_a_refunds_order_is_fetched_before_the_inbox_takes_the_write_lock(setup, monkeypatch):
+    """A refund: the order is fetched before the delivery's transaction, with its products, and enqueued in it."""
+    from adapters.shopify import inbox
+    monkeypatch.setattr(inbox, "API_DEADLINE", 30.0)
+    engine, build = setup
+    refund = json.dumps(json.loads(CANCELLED)["refunds"][0]).encode()
+    with GatedShopify([node_from_rest(json.loads(CANCELLED))], restore_rate=1e6, products=PRODUCTS) as fake:
+        outcome = processed_with_the_lock_free_while_the_api_answers(engine, build, fake, "gated-refund",
+                                                                     ("refunds/create", refund))
+    assert outcome == "done" and fake.product_queries == 1
+    with Session(engine) as s:
+        [row] = s.scalars(select(OutboxRow)).all()
+    wire = json.loads(row.payload)
+    assert wire["status"] == "CANCELLED" and wire["items"][0]["url"] == "https://shop.example/products/aaa"

@@ -151,11 +151,14 @@ def _prepare_next(rt: Runtime) -> None:
     """Before the transaction that processes it (which on SQLite holds the database's write lock, so every
     webhook received meanwhile waits), let the adapter of the oldest new delivery fetch what it will need
     from the platform (`prepare(delivery, shop)`, which must not raise or write): the processing then
-    finds it cached instead of calling the platform under the lock. Read without a lock: another daemon
-    may take that delivery first, which only wastes the fetch."""
+    finds it cached instead of calling the platform under the lock. No lock is kept through the fetch:
+    another daemon may take that delivery first, which only wastes the fetch (on PostgreSQL, one that
+    another daemon is processing is passed over here too, as _next_new passes over it)."""
     with Session(rt.engine) as s:
-        delivery = s.execute(select(InboxDelivery).where(InboxDelivery.state == INBOX_NEW)
-                             .order_by(InboxDelivery.id).limit(1)).scalar()
+        q = select(InboxDelivery).where(InboxDelivery.state == INBOX_NEW).order_by(InboxDelivery.id).limit(1)
+        if s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)     # held only while it is read
+        delivery = s.execute(q).scalar()
         if delivery is None:
             return
         s.expunge(delivery)

@@ -170,17 +170,16 @@ def prepare(delivery, shop) -> None:
     inbox's short client and deadline, as inside. Never raises: the processing asks again for what is
     missing (or rests on a failure)."""
     topic = (delivery.topic or "").strip().lower()
-    if topic not in ORDER_TOPICS and topic not in CHECKOUT_TOPICS and topic != "refunds/create":
-        return
-    if not has_credentials(shop):
+    refund, products = topic == "refunds/create", bool(shop.get("enrich_products", True))
+    if not has_credentials(shop) or not (refund or products and (topic in ORDER_TOPICS or topic in CHECKOUT_TOPICS)):
         return
     try:
         payload = _json(delivery)
         if other_store(delivery, shop, payload) is not None:
             return
-        if topic == "refunds/create":
+        if refund:
             payload = _fetch_for_refund(shop, payload)
-        if payload is not None and shop.get("enrich_products", True):
+        if payload is not None and products:
             from adapters.shopify.poller import products_for
             products_for(shop, lambda: _inbox_client(shop), [payload], quick=True)
     except Exception as e:   # noqa: BLE001 - a warm-up only; processing reports what is wrong with the delivery

@@ -163,14 +163,12 @@ def _prepare_next(rt: Runtime) -> None:
             return
         s.expunge(delivery)
     shop = rt.config.find_shop(delivery.shop)
-    try:
-        prepare = getattr(importlib.import_module(f"adapters.{shop.platform}.inbox"), "prepare", None) if shop else None
-    except ModuleNotFoundError:
+    if shop is None:
         return                                  # processing names it
-    if prepare is None:
-        return
     try:
-        prepare(delivery, shop)
+        prepare = getattr(_inbox_module(shop.platform), "prepare", None)
+        if prepare is not None:
+            prepare(delivery, shop)
     except Exception as e:   # noqa: BLE001 - a warm-up never stops the processing, which meets the same cause
         log.warning("inbox %d: preparing it failed (%s: %s); it is processed all the same", delivery.id,
                     type(e).__name__, e)
@@ -190,13 +188,20 @@ def _process(session: Session, delivery: InboxDelivery, config) -> str | None:
     shop = config.find_shop(delivery.shop)
     if shop is None:
         raise InboxError(f"no shop named {delivery.shop!r} in the config (add it, then replay this delivery)")
-    try:
-        module = importlib.import_module(f"adapters.{shop.platform}.inbox")
-    except ModuleNotFoundError as e:
-        if e.name == f"adapters.{shop.platform}.inbox":
-            raise InboxError(f"no inbox processing for platform {shop.platform!r}") from None
-        raise
+    module = _inbox_module(shop.platform)
+    if module is None:
+        raise InboxError(f"no inbox processing for platform {shop.platform!r}")
     return module.process(session, delivery, shop)
+
+
+def _inbox_module(platform: str):
+    """adapters.<platform>.inbox, or None where the platform has none."""
+    try:
+        return importlib.import_module(f"adapters.{platform}.inbox")
+    except ModuleNotFoundError as e:
+        if e.name == f"adapters.{platform}.inbox":
+            return None
+        raise
 
 
 def replay_inbox(engine: Engine, ids: list[int] | None) -> list[int]:

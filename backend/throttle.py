@@ -7,8 +7,10 @@ and other addresses are not affected. The counts live in this process (N backend
 N × limit), in a table of at most `max_addresses` entries.
 
 A check takes one of the address's tries before the credential is compared and gives it back when the
-credential was right: requests sent at once cannot all pass the count before the first of them fails
-(with a server's 8 threads, 10 tries a window had been 17).
+credential was right: once an address has failed, requests it sends at once cannot all pass the count
+before the first of them fails (with a server's 8 threads, 10 tries a window had been up to 17). Before
+its first failure nothing is refused, so a client with the right key is never turned away for sending
+many requests at once; its first burst can try at most as many keys as the server has threads.
 """
 from __future__ import annotations
 
@@ -76,7 +78,9 @@ class FailureThrottle:
             start, failures, checking = self._entry(addr, now)
             if failures >= self.limit:
                 return max(0.0, start + self.window - now)
-            if failures + checking >= self.limit:
+            if failures and failures + checking >= self.limit:
+                # only once it has failed: a client with a right key, sending many requests at once, is
+                # never turned away (an address's first burst may try as many keys as the server has threads)
                 return self.BUSY_WAIT
             self._entries[addr] = (start, failures, checking + 1)
         return 0.0

@@ -82,13 +82,22 @@ def test_config_defaults_on_zero_off_and_bad_values_named():
 ADDR = "203.0.113.66"
 
 
-def test_checks_under_way_count_against_the_limit():
+def test_once_an_address_failed_its_checks_under_way_count_against_the_limit():
     """Requests sent at once get no more tries than requests sent one after another."""
     t = FailureThrottle(limit=3, window=60, clock=Clock())
-    waits = [t.take(ADDR) for _ in range(5)]             # five requests arrive before any is answered
-    assert waits == [0, 0, 0, t.BUSY_WAIT, t.BUSY_WAIT]
-    assert [t.end(ADDR, ok=False) for _ in range(3)] == [0, 0, 60]      # the third wrong one blocks
+    assert t.take(ADDR) == 0 and t.end(ADDR, ok=False) == 0
+    waits = [t.take(ADDR) for _ in range(4)]             # four requests arrive before any is answered
+    assert waits == [0, 0, t.BUSY_WAIT, t.BUSY_WAIT]
+    assert [t.end(ADDR, ok=False) for _ in range(2)] == [0, 60]         # the third wrong one blocks
     assert t.take(ADDR) == 60                            # and nothing more is checked until the window ends
+
+
+def test_a_client_that_never_failed_is_never_turned_away_for_sending_at_once():
+    t = FailureThrottle(limit=3, window=60, clock=Clock())
+    assert [t.take(ADDR) for _ in range(8)] == [0] * 8  # a connector pushing with the right key, 8 at once
+    for _ in range(8):
+        t.end(ADDR, ok=True)
+    assert len(t) == 0
 
 
 def test_a_right_credential_gives_its_try_back():
@@ -117,7 +126,8 @@ def test_valid_requests_leave_nothing_in_the_table():
 
 def test_threads_guessing_at_once_get_no_more_than_the_limit():
     t = FailureThrottle(limit=10, window=60)
-    start, allowed, lock = threading.Barrier(32), [], threading.Lock()
+    assert t.take(ADDR) == 0 and t.end(ADDR, ok=False) == 0         # a first wrong key
+    start, allowed, lock = threading.Barrier(32), [1], threading.Lock()
 
     def guess():
         start.wait()

@@ -139,21 +139,15 @@ def test_cp1252_and_bom_files_are_read_as_in_one_process(tmp_path):
     assert counts[1] == 40 * 5
 
 
-def cp1252_with_a_bad_byte_on_line_151(tmp_path: Path, newline: str) -> Path:
-    """A cp1252 export of 100 copies of the fixture's orders, with 0x81 (which cp1252 cannot decode) on line 151."""
+@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
+def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, newline):
+    """Checked before anything is imported, whatever ends the lines (Excel for Mac ends them with \\r)."""
     src = tmp_path / "bad.csv"
     copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 100, encoding="cp1252", again=False,
            source_encoding="cp1252", newline=newline)
     lines = src.read_bytes().split(newline.encode())
     lines[150] = lines[150].replace(b",", b",\x81", 1)
     src.write_bytes(newline.encode().join(lines))
-    return src
-
-
-@pytest.mark.parametrize("newline", ["\n", "\r", "\r\n"])
-def test_a_byte_cp1252_cannot_decode_stops_the_import_naming_its_line(tmp_path, newline):
-    """Checked before anything is imported, whatever ends the lines (Excel for Mac ends them with \\r)."""
-    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, newline)
     for workers in (0, 2):
         with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252"):
             run(tmp_path, src, workers, encoding="cp1252")
@@ -279,32 +273,35 @@ def test_a_range_is_read_as_csv_reader_reads_its_text(codec, delimiter, newline)
     assert ranges.range_reader(bare, codec, d) is None
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
-def test_a_range_that_does_not_decode_is_named_by_its_worker(tmp_path, monkeypatch, newline):
-    """Workers decode as they read: one that meets a byte the codec refuses (the file changed after the
-    check, say) names its line, and the import stops with that, as the check would have stopped it."""
-    import adapters.csv as package
-    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, newline)
-    monkeypatch.setattr(package, "check_decodable", lambda path, codec: None)
-    with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252 \\(byte 0x81\\)"):
-        run(tmp_path, src, 2, encoding="cp1252")
+def test_a_byte_written_after_the_check_is_named_with_its_line(tmp_path, workers, newline):
+    """The file gains a bad byte after the encoding check (it was still being written): met while reading,
+    it is named with its exact line, as the check names it (read in one process, the text reader alone
+    would name the line of the block it was decoding, and "charmap" for cp1252)."""
+    src = tmp_path / "late.csv"
+    copies(src, [FIXTURES / "csv_extra" / "shopify_73col_cp1252.csv"], 400, encoding="cp1252", again=False,
+           source_encoding="cp1252", newline=newline)
+    lines = src.read_bytes().split(newline.encode())
+    at = sum(len(x) + len(newline) for x in lines[:750])
+    at += next(i for i, b in enumerate(lines[750]) if chr(b).isalpha())     # a letter of line 751
 
-
-def test_a_byte_written_after_the_check_is_named_as_the_check_names_it(tmp_path, monkeypatch):
-    """The file gains a bad byte after the encoding check (it was still being written): read in one process,
-    the text reader alone would name the line of the block it was decoding, and "charmap" for cp1252."""
-    import adapters.csv as package
-    src = cp1252_with_a_bad_byte_on_line_151(tmp_path, "\n")
-    check, calls = package.check_decodable, []
-
-    def good_at_first(path, codec):
-        if calls:
-            return check(path, codec)
-        calls.append(path)
-    monkeypatch.setattr(package, "check_decodable", good_at_first)
-    with pytest.raises(CsvUnreadable, match="line 151 cannot be decoded as cp1252 \\(byte 0x81\\)"):
-        run(tmp_path, src, 0, encoding="cp1252")
-    assert len(calls) == 1          # the first check saw a good file
+    def spoil_once(rows):                   # after the first orders are read: the check is long done
+        if not spoiled:
+            with src.open("r+b") as f:
+                f.seek(at)
+                f.write(b"\x81")
+            spoiled.append(rows)
+    spoiled: list = []
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    init_db(engine)
+    try:
+        with pytest.raises(CsvUnreadable, match="line 751 cannot be decoded as cp1252 \\(byte 0x81\\)"):
+            import_file(src, "shopify", Context(), OutboxSink(engine, "legacy", src.name), workers=workers,
+                        encoding="cp1252", progress=spoil_once)
+    finally:
+        engine.dispose()
+    assert spoiled
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")

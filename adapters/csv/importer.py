@@ -39,7 +39,7 @@ from connector.outbox import EnqueueResult
 
 from adapters.csv.presets.base import Bound, Built, OrderRejected
 from adapters.csv.ranges import END_MARK, Range, Unsplittable, range_reader, ranges, read_range
-from adapters.csv.reader import CsvUnreadable, Dialect, Row, line_count, open_text_at, unreadable
+from adapters.csv.reader import CsvUnreadable, Dialect, Row, open_text_at, unreadable
 from adapters.csv.seen import SeenOrders
 from adapters.csv.values import CellError
 
@@ -222,7 +222,6 @@ class _RangeResult(NamedTuple):
     orders: list[tuple]         # per order, flat (pickling is per object): a translated order is (key, first line,
                                 # notes), its version kept by the worker; a rejected one is
                                 # (key, first line, rows, row errors, translation errors)
-    error: str | None = None    # the range cannot be decoded: the import stops here, as it would in one process
     blank: BlankRows | None = None  # the rows with no cell filled (counted in `rows`)
 
 
@@ -253,9 +252,9 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
     try:
         reader = range_reader(data, codec, delimiter)
     except UnicodeDecodeError:
-        return _undecodable(path, r, data, codec), []
-    if reader is None:
-        return _RangeResult(0, False, []), []       # a bare quote: this range and the rest, in one process
+        reader = None               # a byte the codec refuses: read in one process, which names its line
+    if reader is None:              # (or a bare quote): this range and the rest, in one process
+        return _RangeResult(0, False, []), []
     # orders are translated as their rows are read; if the range turns out not to end between records,
     # all of it is thrown away and read again in one process
     orders, kept, nul_free = [], [], b"\x00" not in data     # the encodings cut into ranges write NUL as a 0 byte
@@ -277,25 +276,11 @@ def work_range(bound: Bound, path: Path, r: Range, codec: str, delimiter: str, w
                 orders.append((key, line, group, [(e.column, e.reason, e.line) for e in errors],
                                done[1] if done else []))
     except CsvUnreadable:
-        # a byte the codec refuses (the text is decoded as it is read): named here, with its line; else a row
-        # csv.reader refuses: read again in one process, which reports it with its line
-        if (undecodable := _undecodable(path, r, data, codec)) is not None:
-            return undecodable, []
+        pass        # a row csv.reader refuses, or a byte the codec does (the text is decoded as it is read):
+                    # read again in one process, which reports it with its line (import_file, Undecodable)
     if not groups.ended:
         return _RangeResult(0, False, []), []
     return _RangeResult(rows + blank.count, True, orders, blank=blank if blank.count else None), kept
-
-
-def _undecodable(path: Path, r: Range, data: bytes, codec: str) -> _RangeResult | None:
-    """The result of a range that cannot be decoded (the import stops there, as it would in one process),
-    naming the line of the first bad byte; None if it decodes."""
-    try:
-        data.decode(codec)
-    except UnicodeDecodeError as e:
-        line = r.first_line + line_count(e.object[:e.start])
-        return _RangeResult(0, True, [], f"{path.name}: line {line} cannot be decoded as {codec} "
-                            f"(byte 0x{e.object[e.start]:02x}); try another --encoding")
-    return None
 
 
 def _serve(bound: Bound, sink, turn, tasks, writes, results, theirs: list, path: Path, codec: str, delimiter: str,
@@ -752,8 +737,6 @@ class Importer:
                       worker: _Worker) -> tuple[int, int] | None:
         """Check a range's orders against those before it, report its rejected rows, and have the worker that
         holds its versions write them (in file order: ranges are settled in file order)."""
-        if res.error is not None:
-            raise CsvUnreadable(res.error)
         if not res.aligned:
             return r.start, r.first_line        # a bare quote fooled the cut: this range and the rest, here
         orders, summary = res.orders, self.summary

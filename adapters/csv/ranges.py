@@ -224,9 +224,8 @@ def range_reader(data: bytes, codec: str, delimiter: str):
 def _delimiter_byte(codec: str, delimiter: str) -> bytes | None:
     """The delimiter's byte in `codec` (one of those cut into ranges, see splittable), or None where it takes
     more than one byte (a UTF-8 `§`) or none."""
-    name = codecs.lookup(codec).name
     try:
-        b = delimiter.encode("utf-8" if name == "utf-8-sig" else codec)     # utf-8-sig would add a BOM
+        b = delimiter.encode(codec)
     except UnicodeEncodeError:
         return None
     return b if len(b) == 1 else None
